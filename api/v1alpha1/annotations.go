@@ -1,0 +1,64 @@
+package v1alpha1
+
+import "strings"
+
+// Annotations on a KdcCluster. Everything under RestoreAnnotationPrefix except AnnotationRestoreFrom
+// is bookkeeping that only the controller's identity may write (the validating webhook enforces
+// it), with the single exception of the stamps the mutating webhook adds to an accepted request.
+const (
+	// RestoreAnnotationPrefix is the prefix of every restore annotation.
+	RestoreAnnotationPrefix = "kube-dc.com/restore-"
+
+	// AnnotationRestoreFrom triggers a restore: the key C/C-<ts>.db of a snapshot of this cluster.
+	// Written by the operator; cleared by the controller when the restore ends.
+	AnnotationRestoreFrom = "kube-dc.com/restore-from"
+	// AnnotationRestoreState is the current RestorePhase. Stamped Validating by the mutating
+	// webhook, advanced by the controller, cleared when the restore ends.
+	AnnotationRestoreState = "kube-dc.com/restore-state"
+	// AnnotationRestoreRequestedBy is the username of the requester (mutating webhook); cleared at the end.
+	AnnotationRestoreRequestedBy = "kube-dc.com/restore-requested-by"
+	// AnnotationRestoreRequestedAt is the RFC 3339 time of the request (mutating webhook); cleared at the end.
+	AnnotationRestoreRequestedAt = "kube-dc.com/restore-requested-at"
+	// AnnotationRestorePhaseSince is the RFC 3339 time the current phase began (controller);
+	// per-phase deadlines are measured from it. Cleared at the end.
+	AnnotationRestorePhaseSince = "kube-dc.com/restore-phase-since"
+	// AnnotationRestoreControlPlaneReplicas is C-cp's replica count before the drain (controller,
+	// recorded before scaling down); cleared at the end.
+	AnnotationRestoreControlPlaneReplicas = "kube-dc.com/restore-cp-replicas"
+	// AnnotationRestoreEtcdReplicas is DS-etcd's replica count before stopping (controller,
+	// recorded before scaling down); cleared at the end.
+	AnnotationRestoreEtcdReplicas = "kube-dc.com/restore-etcd-replicas"
+	// AnnotationRestoreJobUID is the UID of the restore Job this restore created (controller,
+	// recorded right after creating it); cleared at the end.
+	AnnotationRestoreJobUID = "kube-dc.com/restore-job-uid"
+	// AnnotationRestoreSwapped is "true" once the restore Job swapped the data directory
+	// (controller); tells a failure path to roll back. Cleared at the end.
+	AnnotationRestoreSwapped = "kube-dc.com/restore-swapped"
+	// AnnotationRestoreFailure is the pending failure "<Reason>: <detail>" while the controller
+	// brings the cluster back up after a failure (controller); cleared at the end.
+	AnnotationRestoreFailure = "kube-dc.com/restore-failure"
+	// AnnotationRestoreRolledBack is "true" once the rollback Job swapped the previous data back.
+	AnnotationRestoreRolledBack = "kube-dc.com/restore-rolled-back"
+	// AnnotationRestoreStartedAt is the RFC 3339 time the controller began the restore; cleared at the end.
+	AnnotationRestoreStartedAt = "kube-dc.com/restore-started-at"
+
+	// AnnotationRestartedAt is set on C-cp's pod template when the control plane is started after a
+	// restore, so it comes back with fresh pods (a rollout).
+	AnnotationRestartedAt = "kube-dc.com/restarted-at"
+)
+
+// IsRestoreBookkeeping reports whether key is a restore annotation other than restore-from,
+// i.e. one only the controller may write.
+func IsRestoreBookkeeping(key string) bool {
+	return strings.HasPrefix(key, RestoreAnnotationPrefix) && key != AnnotationRestoreFrom
+}
+
+// RestorePhaseOf returns the restore phase of annotations, or "" when none is set.
+func RestorePhaseOf(annotations map[string]string) RestorePhase {
+	return RestorePhase(annotations[AnnotationRestoreState])
+}
+
+// RestoreRunning reports whether annotations show a restore in progress.
+func RestoreRunning(annotations map[string]string) bool {
+	return RestorePhaseOf(annotations).Running()
+}

@@ -1,0 +1,66 @@
+package v1alpha1
+
+// BackupReady condition and its reasons. Written by the backup controller.
+const (
+	// ConditionBackupReady is True when scheduled backups run and the latest one succeeded recently.
+	ConditionBackupReady = "BackupReady"
+
+	// ReasonBackupScheduled: the CronJob exists and no failure or staleness is known.
+	ReasonBackupScheduled = "Scheduled"
+	// ReasonBackupSucceeded: the latest backup Job succeeded and is recent.
+	ReasonBackupSucceeded = "BackupSucceeded"
+	// ReasonDisabled: spec.backup.enabled is false; no CronJob exists.
+	ReasonDisabled = "Disabled"
+	// ReasonS3NotAvailable: the managed-k8s-backups ObjectBucketClaim is missing or not Bound.
+	ReasonS3NotAvailable = "S3NotAvailable"
+	// ReasonDataStoreUnknown: status.dataStoreName is not set, or the datastore cannot be found.
+	// Also a restore rejection and failure reason.
+	ReasonDataStoreUnknown = "DataStoreUnknown"
+	// ReasonBackupFailed: the latest backup Job failed.
+	ReasonBackupFailed = "BackupFailed"
+	// ReasonSnapshotTooSmall: the latest backup Job exited 2 (the etcd read failed; nothing uploaded).
+	ReasonSnapshotTooSmall = "SnapshotTooSmall"
+	// ReasonBackupStale: the last success is older than twice the schedule interval.
+	ReasonBackupStale = "BackupStale"
+)
+
+// RestoreReady condition and its reasons. Written by the restore controller.
+const (
+	// ConditionRestoreReady reports the outcome of the latest restore.
+	ConditionRestoreReady = "RestoreReady"
+
+	// ReasonRestoreSucceeded: the latest restore completed; message `Restore from "<key>" complete`.
+	ReasonRestoreSucceeded = "Succeeded"
+	// ReasonRestoreFailed: the latest restore failed; message
+	// `Restore from "<key>" failed (<Reason>): <detail>` with one of the failure reasons below.
+	ReasonRestoreFailed = "Failed"
+	// ReasonRestoreRunning: a restore is in progress; the phase is in the restore-state annotation.
+	ReasonRestoreRunning = "Restoring"
+)
+
+// Reasons a restore request is rejected by the webhook or a restore fails. They appear in
+// admission errors and inside the RestoreReady message.
+const (
+	// ReasonInvalidKey: restore-from is not exactly C/C-<ts>.db.
+	ReasonInvalidKey = "InvalidKey"
+	// ReasonForeignKey: the key belongs to another cluster.
+	ReasonForeignKey = "ForeignKey"
+	// ReasonMultiReplicaUnsupported: the datastore's spec.etcd.replicas is not 1.
+	ReasonMultiReplicaUnsupported = "MultiReplicaUnsupported"
+	// ReasonRestoreInProgress: a restore already runs on this cluster.
+	ReasonRestoreInProgress = "RestoreInProgress"
+	// ReasonSnapshotUnavailable: the snapshot is missing, unreadable or corrupt (pre-flight).
+	ReasonSnapshotUnavailable = "SnapshotUnavailable"
+	// ReasonDrainFailed: the control plane could not be scaled down in time.
+	ReasonDrainFailed = "DrainFailed"
+	// ReasonEtcdStopFailed: the etcd pod did not go away in time.
+	ReasonEtcdStopFailed = "EtcdStopFailed"
+	// ReasonRestoreJobFailed: the restore Job failed (the data directory is unchanged).
+	ReasonRestoreJobFailed = "RestoreJobFailed"
+	// ReasonEtcdStartFailed: etcd did not become ready on the restored data (rolled back).
+	ReasonEtcdStartFailed = "EtcdStartFailed"
+	// ReasonControlPlaneStartFailed: the control plane did not become ready after the restore.
+	ReasonControlPlaneStartFailed = "ControlPlaneStartFailed"
+	// ReasonObjectsMissing: the control-plane Deployment or etcd StatefulSet does not exist.
+	ReasonObjectsMissing = "ObjectsMissing"
+)

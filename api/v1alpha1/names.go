@@ -1,0 +1,56 @@
+package v1alpha1
+
+// Names of the objects the product reads and writes, per DESIGN.md.
+const (
+	// ObjectBucketClaimName is the OBC (and its Secret and ConfigMap) in each project namespace.
+	ObjectBucketClaimName = "managed-k8s-backups"
+	// EtcdDataDir is the etcd data directory inside the etcd data PVC mount.
+	EtcdDataDir = "/var/run/etcd/default.etcd"
+	// EtcdDataMountPath is where the etcd data PVC is mounted.
+	EtcdDataMountPath = "/var/run/etcd"
+	// EtcdCertsMountPath is where the Jobs mount the DS-etcd-certs Secret.
+	EtcdCertsMountPath = "/etc/etcd/pki"
+)
+
+// Labels the controller sets on objects it owns.
+const (
+	LabelName      = "app.kubernetes.io/name"
+	LabelComponent = "app.kubernetes.io/component"
+	LabelPartOf    = "app.kubernetes.io/part-of"
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// LabelCluster names the KdcCluster a Job or CronJob belongs to.
+	LabelCluster = "k8s.kube-dc.com/cluster"
+
+	// ProductName is the value of app.kubernetes.io/part-of and managed-by.
+	ProductName = "kdc-etcd-backup"
+	// ComponentBackup and ComponentRestore are app.kubernetes.io/component values.
+	ComponentBackup  = "etcd-backup"
+	ComponentRestore = "etcd-restore"
+)
+
+// BackupCronJobName is C-etcd-backup.
+func BackupCronJobName(cluster string) string { return cluster + "-etcd-backup" }
+
+// RestoreJobName is C-etcd-restore.
+func RestoreJobName(cluster string) string { return cluster + "-etcd-restore" }
+
+// RollbackJobName is C-etcd-rollback.
+func RollbackJobName(cluster string) string { return cluster + "-etcd-rollback" }
+
+// ControlPlaneDeploymentName is C-cp.
+func ControlPlaneDeploymentName(cluster string) string { return cluster + "-cp" }
+
+// EtcdStatefulSetName is DS-etcd.
+func EtcdStatefulSetName(ds string) string { return ds + "-etcd" }
+
+// EtcdPodName is DS-etcd-0.
+func EtcdPodName(ds string) string { return ds + "-etcd-0" }
+
+// EtcdDataPVCName is etcd-data-DS-etcd-0.
+func EtcdDataPVCName(ds string) string { return "etcd-data-" + ds + "-etcd-0" }
+
+// EtcdCertsSecretName is DS-etcd-certs.
+func EtcdCertsSecretName(ds string) string { return ds + "-etcd-certs" }
+
+// DefaultBucketName is NS-managed-k8s-backups.
+func DefaultBucketName(namespace string) string { return namespace + "-" + ObjectBucketClaimName }
