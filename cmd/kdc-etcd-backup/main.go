@@ -1,0 +1,70 @@
+// Command kdc-etcd-backup is the one binary of kdc-etcd-backup. Its subcommands:
+//
+//	manager   the admission webhook and the controller (runs in the manager Deployment)
+//	backup    stream an etcd snapshot to S3 (runs in the backup CronJob's Jobs)
+//	restore   restore a snapshot into the etcd data directory (runs in the restore Job)
+//	verify    download a snapshot and check it without touching any data (restore pre-flight)
+//	rollback  swap the previous etcd data directory back (runs after a failed restore)
+//
+// main stays thin: it dispatches to the subcommand, which parses its own flags.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+
+	"kube-dc.com/etcd-backup/version"
+)
+
+type subcommand struct {
+	summary string
+	run     func(ctx context.Context, args []string) int
+}
+
+var subcommands = map[string]subcommand{
+	"manager": {"run the admission webhook and the controller", runManager},
+}
+
+func main() {
+	os.Exit(dispatch(os.Args[1:]))
+}
+
+func dispatch(args []string) int {
+	if len(args) == 0 {
+		usage()
+		return 64
+	}
+	switch args[0] {
+	case "--version", "-version", "version":
+		fmt.Println(version.String())
+		return 0
+	case "-h", "--help", "help":
+		usage()
+		return 0
+	}
+	sc, ok := subcommands[args[0]]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "kdc-etcd-backup: unknown subcommand %q; run kdc-etcd-backup --help for the list\n", args[0])
+		return 64
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return sc.run(ctx, args[1:])
+}
+
+func usage() {
+	names := make([]string, 0, len(subcommands))
+	for n := range subcommands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	fmt.Fprintf(os.Stderr, "Usage: kdc-etcd-backup <subcommand> [flags]\n\nSubcommands:\n")
+	for _, n := range names {
+		fmt.Fprintf(os.Stderr, "  %-10s %s\n", n, subcommands[n].summary)
+	}
+	fmt.Fprintf(os.Stderr, "\nkdc-etcd-backup <subcommand> --help shows its flags; --version prints the version.\n")
+}

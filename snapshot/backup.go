@@ -1,0 +1,307 @@
+package snapshot
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/manager"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"kube-dc.com/etcd-backup/api/v1alpha1"
+)
+
+// Object metadata keys (x-amz-meta-*) of a snapshot object.
+const (
+	MetaEtcdRevision       = "etcd-revision"
+	MetaEtcdVersion        = "etcd-version"
+	MetaEtcdStorageVersion = "etcd-storage-version"
+	MetaEtcdDBSize         = "etcd-db-size"
+	MetaPartSize           = "part-size"
+	MetaCluster            = "cluster"
+	MetaCreatedBy          = "created-by"
+	// TagSHA256 is the object tag holding the whole-object SHA-256 (hex), set after completion.
+	TagSHA256 = "sha256"
+	createdBy = "kdc-etcd-backup"
+)
+
+// Backup defaults.
+const (
+	DefaultMinSize     = 16 << 10
+	DefaultPartSize    = 8 << 20
+	DefaultConcurrency = 2
+	DefaultDialTimeout = 10 * time.Second
+	// MinPartSize is S3's minimum multipart part size.
+	MinPartSize = manager.MinUploadPartSize
+)
+
+// BackupOptions configure Backup.
+type BackupOptions struct {
+	// Cluster is the tenant cluster C; the key is C/C-<ts>.db.
+	Cluster string
+	// Endpoints are etcd client URLs; the first that answers Status is used.
+	Endpoints []string
+	// CACert, Cert and Key are the client TLS files of the DS-etcd-certs Secret.
+	CACert, Cert, Key string
+	// DialTimeout bounds connecting to etcd and its Status call.
+	DialTimeout time.Duration
+
+	Location    S3Location
+	Credentials Credentials
+	// RetentionDays of the lifecycle rule; 0 leaves lifecycle alone.
+	RetentionDays int32
+	// MinSize is the smallest acceptable snapshot in bytes; smaller exits ExitSnapshotTooSmall.
+	MinSize int64
+	// PartSize and Concurrency of the multipart upload; memory is about (Concurrency+1)*PartSize.
+	PartSize    int64
+	Concurrency int
+
+	// Now is the clock of the key's timestamp; time.Now when nil.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// BackupResult is the backup's termination message.
+type BackupResult struct {
+	Key              string  `json:"key"`
+	ObjectKey        string  `json:"objectKey"`
+	Bucket           string  `json:"bucket"`
+	Size             int64   `json:"size"`
+	SHA256           string  `json:"sha256"`
+	S3ChecksumSHA256 string  `json:"s3ChecksumSHA256,omitempty"`
+	Parts            int     `json:"parts"`
+	Revision         int64   `json:"revision"`
+	EtcdVersion      string  `json:"etcdVersion"`
+	StorageVersion   string  `json:"storageVersion"`
+	Endpoint         string  `json:"endpoint"`
+	DurationSeconds  float64 `json:"durationSeconds"`
+	Lifecycle        string  `json:"lifecycle"`
+	LifecycleError   string  `json:"lifecycleError,omitempty"`
+	TagError         string  `json:"tagError,omitempty"`
+}
+
+func (o *BackupOptions) defaults() {
+	if o.MinSize == 0 {
+		o.MinSize = DefaultMinSize
+	}
+	if o.PartSize == 0 {
+		o.PartSize = DefaultPartSize
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	if o.DialTimeout == 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+func (o *BackupOptions) validate() error {
+	if o.Cluster == "" {
+		return errorf(ExitUsage, "--cluster is required")
+	}
+	if _, _, err := v1alpha1.ParseSnapshotKey(v1alpha1.SnapshotKey(o.Cluster, o.Now()), o.Cluster); err != nil {
+		return errorf(ExitUsage, "--cluster %q cannot name a snapshot: %w", o.Cluster, err)
+	}
+	if len(o.Endpoints) == 0 {
+		return errorf(ExitUsage, "--endpoints is required")
+	}
+	if o.PartSize < MinPartSize {
+		return errorf(ExitUsage, "--part-size %d is below S3's minimum of %d bytes", o.PartSize, MinPartSize)
+	}
+	if o.Concurrency < 1 {
+		return errorf(ExitUsage, "--concurrency must be at least 1")
+	}
+	if o.RetentionDays < 0 || o.RetentionDays > 365 {
+		return errorf(ExitUsage, "--retention-days %d is outside 0..365", o.RetentionDays)
+	}
+	return o.Location.Validate()
+}
+
+// Backup streams a snapshot of etcd into S3 and applies the retention rule. See docs/jobs.md.
+func Backup(ctx context.Context, o BackupOptions) (*BackupResult, error) {
+	o.defaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	key := v1alpha1.SnapshotKey(o.Cluster, o.Now())
+	res := &BackupResult{Key: key, ObjectKey: o.Location.ObjectKey(key), Bucket: o.Location.Bucket}
+	log := o.Logger.With("key", key, "bucket", o.Location.Bucket)
+
+	cli, endpoint, status, err := connectEtcd(ctx, o)
+	if err != nil {
+		return res, err
+	}
+	defer cli.Close()
+	res.Endpoint, res.EtcdVersion, res.Revision = endpoint, status.Version, status.Header.Revision
+	log.Info("Connected to etcd", "endpoint", endpoint, "etcdVersion", status.Version, "revision", status.Header.Revision, "dbSize", status.DbSize)
+
+	// The stream follows ctx (a signal stops reading from etcd); the upload does not, so that
+	// the uploader can still abort the multipart upload after a signal.
+	streamCtx, cancelStream := context.WithCancel(ctx)
+	defer cancelStream()
+	sc, err := pb.NewMaintenanceClient(cli.ActiveConnection()).Snapshot(streamCtx, &pb.SnapshotRequest{})
+	if err != nil {
+		return res, errorf(ExitEtcdUnavailable, "failed to open the snapshot stream from etcd %s: %w; check etcd's health", endpoint, err)
+	}
+	stream, storageVersion, err := newSnapshotStream(endpoint, sc.Recv)
+	if err != nil {
+		return res, err
+	}
+	res.StorageVersion = storageVersion
+	if stream.dbSize < o.MinSize {
+		return res, errorf(ExitSnapshotTooSmall, "snapshot from etcd %s is %d bytes, below the minimum of %d; nothing was uploaded to s3://%s/%s; check etcd's health and data (--min-size)", endpoint, stream.dbSize, o.MinSize, o.Location.Bucket, res.ObjectKey)
+	}
+
+	s3c := NewS3Client(o.Location, o.Credentials)
+	uploader := manager.NewUploader(s3c, func(u *manager.Uploader) {
+		u.PartSize = o.PartSize
+		u.Concurrency = o.Concurrency
+		u.LeavePartsOnError = false
+	})
+	upCtx := context.WithoutCancel(ctx)
+	out, err := uploader.Upload(upCtx, &s3.PutObjectInput{
+		Bucket:            aws.String(o.Location.Bucket),
+		Key:               aws.String(res.ObjectKey),
+		Body:              stream,
+		ChecksumAlgorithm: types.ChecksumAlgorithmSha256,
+		ContentType:       aws.String("application/octet-stream"),
+		Metadata: map[string]string{
+			MetaEtcdRevision:       strconv.FormatInt(status.Header.Revision, 10),
+			MetaEtcdVersion:        status.Version,
+			MetaEtcdStorageVersion: storageVersion,
+			MetaEtcdDBSize:         strconv.FormatInt(stream.dbSize, 10),
+			MetaPartSize:           strconv.FormatInt(o.PartSize, 10),
+			MetaCluster:            o.Cluster,
+			MetaCreatedBy:          createdBy,
+		},
+	})
+	if err != nil {
+		var se *Error
+		if errors.As(err, &se) { // the stream's own failure, surfaced through the uploader
+			return res, se
+		}
+		return res, s3Error("upload the snapshot to", o.Location, res.ObjectKey, err)
+	}
+	res.Size, res.SHA256 = stream.Size(), stream.SHA256()
+	res.Parts = max(len(out.CompletedParts), 1)
+	res.S3ChecksumSHA256 = aws.ToString(out.ChecksumSHA256)
+	if err := checkUploadChecksum(out, res.SHA256); err != nil {
+		// The object is complete but S3 recorded another checksum than we sent: remove it.
+		if _, derr := s3c.DeleteObject(upCtx, &s3.DeleteObjectInput{Bucket: aws.String(o.Location.Bucket), Key: aws.String(res.ObjectKey)}); derr != nil {
+			log.Error("Failed to delete the object with a wrong checksum", "err", derr)
+		}
+		return res, errorf(ExitIntegrity, "S3 stored s3://%s/%s with checksum %s: %w; the object was deleted, retry", o.Location.Bucket, res.ObjectKey, res.S3ChecksumSHA256, err)
+	}
+	log.Info("Uploaded snapshot", "size", res.Size, "parts", res.Parts, "sha256", res.SHA256)
+
+	if _, err := s3c.PutObjectTagging(upCtx, &s3.PutObjectTaggingInput{
+		Bucket:  aws.String(o.Location.Bucket),
+		Key:     aws.String(res.ObjectKey),
+		Tagging: &types.Tagging{TagSet: []types.Tag{{Key: aws.String(TagSHA256), Value: aws.String(res.SHA256)}}},
+	}); err != nil {
+		res.TagError = firstLine(err.Error())
+		log.Warn("Failed to tag the snapshot with its SHA-256; restores still check the S3 checksum and etcd's hash", "err", err)
+	}
+
+	res.Lifecycle = LifecycleDisabled
+	if o.RetentionDays > 0 {
+		state, err := ApplyLifecycle(upCtx, s3c, o.Location, o.Cluster, o.RetentionDays)
+		res.Lifecycle = state
+		if err != nil {
+			res.LifecycleError = firstLine(err.Error())
+			log.Warn("Failed to apply the retention lifecycle rule; the controller falls back", "err", err)
+		}
+	}
+	res.DurationSeconds = time.Since(start).Seconds()
+	return res, nil
+}
+
+// checkUploadChecksum compares the checksum S3 recorded with the one our data implies: the
+// whole-object SHA-256 for a single PutObject, the composite of the parts' SHA-256s otherwise.
+// A backend that returns no checksum is accepted (restores still check etcd's hash and the tag).
+func checkUploadChecksum(out *manager.UploadOutput, wholeHex string) error {
+	got, ok, err := parseS3Checksum(aws.ToString(out.ChecksumSHA256))
+	if err != nil || !ok {
+		return err
+	}
+	var want s3Checksum
+	if got.Parts == 0 {
+		raw, err := hex.DecodeString(wholeHex)
+		if err != nil {
+			return err
+		}
+		want = s3Checksum{Digest: base64.StdEncoding.EncodeToString(raw)}
+	} else {
+		sums := make([]string, 0, len(out.CompletedParts))
+		for _, p := range out.CompletedParts {
+			sums = append(sums, aws.ToString(p.ChecksumSHA256))
+		}
+		if want, err = compositeOf(sums); err != nil {
+			return err
+		}
+	}
+	if got != want {
+		return fmt.Errorf("expected %s", want)
+	}
+	return nil
+}
+
+// connectEtcd returns a client bound to the first endpoint that answers Status, so the status
+// and the snapshot come from the same member.
+func connectEtcd(ctx context.Context, o BackupOptions) (*clientv3.Client, string, *clientv3.StatusResponse, error) {
+	tlsInfo := transport.TLSInfo{CertFile: o.Cert, KeyFile: o.Key, TrustedCAFile: o.CACert}
+	tlsCfg, err := tlsInfo.ClientConfig()
+	if err != nil {
+		return nil, "", nil, errorf(ExitEtcdUnavailable, "failed to load the etcd client TLS files (--cacert %s, --cert %s, --key %s): %w; check the DS-etcd-certs Secret is mounted", o.CACert, o.Cert, o.Key, err)
+	}
+	var errs []string
+	for _, ep := range o.Endpoints {
+		cli, err := clientv3.New(clientv3.Config{
+			Endpoints:   []string{ep},
+			TLS:         tlsCfg,
+			DialTimeout: o.DialTimeout,
+			Logger:      zap.NewNop(),
+			Context:     ctx,
+		})
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", ep, err))
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
+		st, err := cli.Status(sctx, ep)
+		cancel()
+		if err != nil {
+			cli.Close()
+			errs = append(errs, fmt.Sprintf("%s: %v", ep, err))
+			continue
+		}
+		return cli, ep, st, nil
+	}
+	return nil, "", nil, errorf(ExitEtcdUnavailable, "no etcd endpoint answered (%s); check --endpoints, the DS-etcd-certs client certificate and that etcd is running", strings.Join(errs, "; "))
+}
+
+// firstLine keeps error text on one line for the termination message.
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
