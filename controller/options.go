@@ -1,0 +1,10 @@
+package controller
+
+// Options configure the controllers; the manager fills them from its flags.
+type Options struct {
+	// Image is the manager's own image, run by the backup and restore Jobs.
+	Image string
+	// S3Endpoint is the default S3 endpoint (the manager's S3_ENDPOINT), used when neither the
+	// KdcCluster nor the ObjectBucketClaim's ConfigMap names one.
+	S3Endpoint string
+}
