@@ -1,0 +1,300 @@
+package snapshot
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"go.etcd.io/etcd/client/pkg/v3/types"
+	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
+	"go.uber.org/zap"
+
+	"kube-dc.com/etcd-backup/api/v1alpha1"
+)
+
+// Restore defaults, matching etcd's own defaults for a single member.
+const (
+	DefaultMemberName   = "default"
+	DefaultPeerURL      = "http://localhost:2380"
+	DefaultClusterToken = "etcd-cluster"
+	// DefaultBumpRevision is added to the snapshot's revision so clients never see the revision
+	// go backwards (the value Kubernetes' documentation suggests).
+	DefaultBumpRevision = 1_000_000_000
+)
+
+// stagingPrefix names the staging directories next to the data directory.
+const stagingPrefix = ".kdc-restore-"
+
+// RestoreOptions configure Restore.
+type RestoreOptions struct {
+	// Key is the snapshot key C/C-<ts>.db, without the location's prefix.
+	Key string
+	// Cluster, when set, must own Key.
+	Cluster     string
+	Location    S3Location
+	Credentials Credentials
+
+	// DataDir is etcd's data directory; v1alpha1.EtcdDataDir when empty.
+	DataDir string
+	// Name, PeerURLs, InitialCluster and InitialClusterToken are etcd's member flags.
+	Name                string
+	PeerURLs            []string
+	InitialCluster      string
+	InitialClusterToken string
+	// BumpRevision is added to the snapshot's revision; MarkCompacted marks it compacted.
+	BumpRevision  uint64
+	MarkCompacted bool
+
+	Logger *slog.Logger
+}
+
+// RestoreResult is restore's termination message.
+type RestoreResult struct {
+	Key              string  `json:"key"`
+	ObjectKey        string  `json:"objectKey"`
+	Bucket           string  `json:"bucket"`
+	Size             int64   `json:"size"`
+	SHA256           string  `json:"sha256"`
+	S3Checksum       string  `json:"s3Checksum"`
+	Revision         int64   `json:"revision"`
+	RestoredRevision int64   `json:"restoredRevision"`
+	EtcdVersion      string  `json:"etcdVersion"`
+	DataDir          string  `json:"dataDir"`
+	PreviousDataDir  string  `json:"previousDataDir,omitempty"`
+	DurationSeconds  float64 `json:"durationSeconds"`
+}
+
+func (o *RestoreOptions) defaults() {
+	if o.DataDir == "" {
+		o.DataDir = v1alpha1.EtcdDataDir
+	}
+	o.DataDir = filepath.Clean(o.DataDir)
+	if o.Name == "" {
+		o.Name = DefaultMemberName
+	}
+	if len(o.PeerURLs) == 0 {
+		o.PeerURLs = []string{DefaultPeerURL}
+	}
+	if o.InitialCluster == "" {
+		o.InitialCluster = o.Name + "=" + o.PeerURLs[0]
+	}
+	if o.InitialClusterToken == "" {
+		o.InitialClusterToken = DefaultClusterToken
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+func (o *RestoreOptions) validate() error {
+	if err := checkKey(o.Key, o.Cluster); err != nil {
+		return err
+	}
+	if err := o.Location.Validate(); err != nil {
+		return err
+	}
+	if !filepath.IsAbs(o.DataDir) || o.DataDir == "/" {
+		return errorf(ExitUsage, "--data-dir %q must be an absolute path below /", o.DataDir)
+	}
+	if _, err := types.NewURLs(o.PeerURLs); err != nil {
+		return errorf(ExitUsage, "--initial-advertise-peer-urls %q: %w", strings.Join(o.PeerURLs, ","), err)
+	}
+	if _, err := types.NewURLsMap(o.InitialCluster); err != nil {
+		return errorf(ExitUsage, "--initial-cluster %q: %w", o.InitialCluster, err)
+	}
+	if o.MarkCompacted != (o.BumpRevision > 0) {
+		return errorf(ExitUsage, "--bump-revision > 0 and --mark-compacted go together (etcdutl bumps only a revision it marks compacted); use both, or --bump-revision=0 --mark-compacted=false")
+	}
+	return nil
+}
+
+// Restore downloads and checks a snapshot, restores it with etcdutl into a staging directory
+// next to DataDir, fsyncs it and swaps it in atomically, keeping the replaced data directory as
+// DataDir.previous (one generation). Any failure before the swap leaves DataDir and its previous
+// generation exactly as they were. etcd must be stopped.
+func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
+	start := time.Now()
+	o.defaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	res := &RestoreResult{Key: o.Key, ObjectKey: o.Location.ObjectKey(o.Key), Bucket: o.Location.Bucket, DataDir: o.DataDir}
+	log := o.Logger.With("objectKey", res.ObjectKey, "bucket", o.Location.Bucket, "dataDir", o.DataDir)
+	parent := filepath.Dir(o.DataDir)
+
+	if _, err := os.Stat(parent); err != nil {
+		return res, localIOError("open the data volume", parent, err)
+	}
+	removeStaleStaging(parent, log)
+
+	c := NewS3Client(o.Location, o.Credentials)
+	info, err := statObject(ctx, c, o.Location, res.ObjectKey)
+	if err != nil {
+		return res, err
+	}
+	res.Size, res.S3Checksum, res.EtcdVersion = info.Size, info.checksumState(), info.EtcdVersion
+
+	staging, err := os.MkdirTemp(parent, stagingPrefix)
+	if err != nil {
+		return res, localIOError("create a staging directory in", parent, err)
+	}
+	defer func() {
+		if err := os.RemoveAll(staging); err != nil {
+			log.Warn("Failed to remove the staging directory", "staging", staging, "err", err)
+		}
+	}()
+
+	// 1. Download, checking everything on the fly.
+	snapPath := filepath.Join(staging, "snapshot.db")
+	f, err := os.OpenFile(snapPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return res, localIOError("create", snapPath, err)
+	}
+	sum, err := download(ctx, c, o.Location, info, f)
+	if cerr := f.Close(); err == nil && cerr != nil {
+		err = localIOError("write", snapPath, cerr)
+	}
+	if err != nil {
+		return res, err
+	}
+	res.SHA256 = sum
+	log.Info("Downloaded and verified snapshot", "size", info.Size, "sha256", sum, "s3Checksum", res.S3Checksum)
+
+	// 2. etcdutl snapshot restore, with its own hash check.
+	restored := filepath.Join(staging, "data")
+	if err := etcdutlRestore(o, snapPath, restored); err != nil {
+		if isDiskFull(err) {
+			return res, localIOError("restore the snapshot into", restored, err)
+		}
+		return res, errorf(ExitIntegrity, "etcdutl could not restore s3://%s/%s: %w; the object is not a usable etcd snapshot, restore another one (the data directory is unchanged)", o.Location.Bucket, res.ObjectKey, err)
+	}
+	if err := os.Remove(snapPath); err != nil {
+		return res, localIOError("remove", snapPath, err)
+	}
+	if res.RestoredRevision, err = latestRevision(filepath.Join(restored, "member", "snap", "db")); err != nil {
+		return res, errorf(ExitIntegrity, "failed to read the restored revision of s3://%s/%s: %w", o.Location.Bucket, res.ObjectKey, err)
+	}
+	res.Revision = res.RestoredRevision
+	if o.MarkCompacted {
+		res.Revision -= int64(o.BumpRevision)
+	}
+
+	// 3. Durable before it becomes visible.
+	if err := os.Chmod(restored, 0o700); err != nil {
+		return res, localIOError("chmod", restored, err)
+	}
+	if err := syncTree(restored); err != nil {
+		return res, localIOError("fsync", restored, err)
+	}
+
+	// 4. Swap.
+	prev, err := swapIn(restored, o.DataDir, staging)
+	if err != nil {
+		return res, err
+	}
+	res.PreviousDataDir = prev
+	log.Info("Restored snapshot", "revision", res.Revision, "restoredRevision", res.RestoredRevision, "previousDataDir", prev)
+	res.DurationSeconds = time.Since(start).Seconds()
+	return res, nil
+}
+
+// swapIn makes restored the data directory. The replaced data directory becomes the previous
+// generation and an older previous generation is dropped, in an order where each step is one
+// rename and a crash at any point leaves dataDir either the old or the new complete directory.
+func swapIn(restored, dataDir, staging string) (string, error) {
+	prev := PreviousDataDir(dataDir)
+	had, err := exists(dataDir)
+	if err != nil {
+		return "", localIOError("read", dataDir, err)
+	}
+	if !had {
+		if err := renameNoReplace(restored, dataDir); err != nil {
+			return "", localIOError("move the restored data into", dataDir, err)
+		}
+		if err := syncDir(filepath.Dir(dataDir)); err != nil {
+			return "", localIOError("sync", filepath.Dir(dataDir), err)
+		}
+		return "", nil
+	}
+	if err := exchange(restored, dataDir); err != nil {
+		return "", localIOError("swap the restored data into", dataDir, err)
+	}
+	// restored now holds the old data directory.
+	hadPrev, err := exists(prev)
+	if err != nil {
+		return "", localIOError("read", prev, err)
+	}
+	if hadPrev {
+		if err := os.Rename(prev, filepath.Join(staging, "older-previous")); err != nil {
+			return "", localIOError("drop the older previous generation", prev, err)
+		}
+	}
+	if err := os.Rename(restored, prev); err != nil {
+		return "", localIOError("keep the replaced data directory as", prev, err)
+	}
+	if err := syncDir(filepath.Dir(dataDir)); err != nil {
+		return "", localIOError("sync", filepath.Dir(dataDir), err)
+	}
+	return prev, nil
+}
+
+// removeStaleStaging deletes staging directories a killed restore left next to the data
+// directory; they only hold downloads and half-restored data.
+func removeStaleStaging(parent string, log *slog.Logger) {
+	stale, _ := filepath.Glob(filepath.Join(parent, stagingPrefix+"*"))
+	for _, s := range stale {
+		log.Info("Removing a stale staging directory", "staging", s)
+		if err := os.RemoveAll(s); err != nil {
+			log.Warn("Failed to remove a stale staging directory", "staging", s, "err", err)
+		}
+	}
+}
+
+// etcdutlRestore runs etcdutl's snapshot restore (as a library) into out.
+func etcdutlRestore(o RestoreOptions, snapPath, out string) error {
+	lg := zap.NewNop()
+	return etcdutl.NewV3(lg).Restore(etcdutl.RestoreConfig{
+		SnapshotPath:        snapPath,
+		Name:                o.Name,
+		OutputDataDir:       out,
+		PeerURLs:            o.PeerURLs,
+		InitialCluster:      o.InitialCluster,
+		InitialClusterToken: o.InitialClusterToken,
+		SkipHashCheck:       false,
+		RevisionBump:        o.BumpRevision,
+		MarkCompacted:       o.MarkCompacted,
+	})
+}
+
+// latestRevision is the main revision of the last key in the bolt database's "key" bucket.
+func latestRevision(dbPath string) (int64, error) {
+	db, err := bolt.Open(dbPath, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var rev int64
+	err = db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("key"))
+		if b == nil {
+			return errors.New("no key bucket")
+		}
+		k, _ := b.Cursor().Last()
+		if k == nil {
+			return nil
+		}
+		if len(k) < 8 {
+			return fmt.Errorf("malformed revision key %x", k)
+		}
+		rev = int64(binary.BigEndian.Uint64(k[:8]))
+		return nil
+	})
+	return rev, err
+}
