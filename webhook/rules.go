@@ -169,8 +169,8 @@ func RestoreStamps(requester string, now time.Time) map[string]string {
 // StampsAllowed says which stamps a non-controller request may carry: none, or those of an
 // accepted new restore request by Requester at about Now.
 type StampsAllowed struct {
-	// NewRequest is true when the request sets a new or changed restore-from that passed the
-	// restore rules.
+	// NewRequest is true when the request sets a new or changed restore-from (one failing the
+	// restore rules is rejected for that, whatever its stamps).
 	NewRequest bool
 	// Requester is the username of the request.
 	Requester string

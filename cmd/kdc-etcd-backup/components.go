@@ -7,6 +7,7 @@ import (
 
 	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/webhook"
 )
 
 var scheme = runtime.NewScheme()
@@ -23,5 +24,10 @@ func init() {
 func setupComponents(mgr ctrl.Manager, o managerOptions) error {
 	_ = mgr
 	_ = o
+	if o.enableWebhooks {
+		if err := webhook.SetupWithManager(mgr, webhook.Options{ControllerUsername: o.controllerUsername}); err != nil {
+			return err
+		}
+	}
 	return nil
 }
