@@ -26,6 +26,7 @@ type managerOptions struct {
 	leaderElect                bool
 	leaderElectionNamespace    string
 	leaderElectionID           string
+	webhookHost                string
 	webhookPort                int
 	certDir                    string
 	selfSignedHosts            string
@@ -41,6 +42,7 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.BoolVar(&o.leaderElect, "leader-elect", true, "elect a leader so only one replica runs the controllers (webhooks are served by every replica)")
 	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
 	fs.StringVar(&o.leaderElectionID, "leader-election-id", "kdc-etcd-backup-manager", "name of the leader election Lease")
+	fs.StringVar(&o.webhookHost, "webhook-host", "", "address the admission webhooks bind to (default: all)")
 	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "port the admission webhooks are served on")
 	fs.StringVar(&o.certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with tls.crt and tls.key (the cert-manager Certificate's Secret)")
 	fs.StringVar(&o.selfSignedHosts, "self-signed-certs", "", "comma-separated hosts: write a self-signed certificate for them into the cert dir when it holds no valid one (local runs without cert-manager)")
@@ -104,6 +106,7 @@ func startManager(ctx context.Context, o managerOptions) error {
 		LeaderElectionNamespace:       o.leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
 		WebhookServer: webhook.NewServer(webhook.Options{
+			Host:    o.webhookHost,
 			Port:    o.webhookPort,
 			CertDir: o.certDir,
 			TLSOpts: []func(*tls.Config){watcher.TLSOpt},

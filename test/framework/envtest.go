@@ -155,6 +155,15 @@ func (e *Env) Kubectl(ctx context.Context, args ...string) (string, error) {
 	return e.KubectlAs(ctx, e.Kubeconfig, args...)
 }
 
+// KubectlInput runs the built kubectl as the admin user with stdin as its standard input.
+func (e *Env) KubectlInput(ctx context.Context, stdin string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, Kubectl(), append([]string{"--kubeconfig", e.Kubeconfig}, args...)...)
+	cmd.Env = append(os.Environ(), "KUBECTL_COMMAND_HEADERS=false", "NO_COLOR=1")
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
 // KubectlAs runs the built kubectl with the given kubeconfig.
 func (e *Env) KubectlAs(ctx context.Context, kubeconfig string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, Kubectl(), append([]string{"--kubeconfig", kubeconfig}, args...)...)

@@ -1,0 +1,102 @@
+# kdc-etcd-backup: etcd backup and restore for hosted Kubernetes control planes.
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+VERSION ?= v0.1.0
+IMG ?= kdc-etcd-backup:$(VERSION)
+LOCALBIN := $(CURDIR)/bin
+TOOLS := $(LOCALBIN)/tools
+CONTROLLER_GEN_VERSION := v0.23.0
+STATICCHECK_VERSION := v0.8.2
+CONTROLLER_GEN := $(TOOLS)/controller-gen
+STATICCHECK := $(TOOLS)/staticcheck
+LDFLAGS := -X kube-dc.com/etcd-backup/version.Version=$(VERSION) -X kube-dc.com/etcd-backup/version.Commit=$(shell git rev-parse --short HEAD 2>/dev/null)
+# Test timeout: the integration and e2e suites start real control planes.
+TEST_TIMEOUT ?= 45m
+GO_TEST_FLAGS ?=
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Show the targets.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate deepcopy code from the API types.
+	$(CONTROLLER_GEN) object paths="./api/..."
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook configurations from markers.
+	$(CONTROLLER_GEN) crd paths="./api/v1alpha1/..." output:crd:artifacts:config=manifests/crd/bases
+	$(CONTROLLER_GEN) crd paths="./api/objectbucket/..." output:crd:artifacts:config=test/crds
+	$(CONTROLLER_GEN) rbac:roleName=kdc-etcd-backup-manager paths="./controller/...;./webhook/..." output:rbac:artifacts:config=manifests/rbac
+	$(CONTROLLER_GEN) webhook paths="./webhook/..." output:webhook:artifacts:config=manifests/webhook
+
+.PHONY: fmt
+fmt: ## Run gofmt on the code.
+	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: vet
+vet: ## Run go vet.
+	go vet ./...
+
+.PHONY: lint
+lint: $(STATICCHECK) ## Check formatting and run staticcheck.
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(STATICCHECK) ./...
+
+.PHONY: verify
+verify: generate manifests ## Regenerate everything and fail if the committed files drift.
+	@if [ -n "$$(git status --porcelain -- api manifests test/crds)" ]; then \
+	  echo "generated files are out of date; run 'make generate manifests' and commit:"; \
+	  git status --porcelain -- api manifests test/crds; git --no-pager diff --stat -- api manifests test/crds; exit 1; fi
+	@echo "generated files are up to date"
+
+##@ Test
+
+.PHONY: bins
+bins: ## Build the real test binaries (kube-apiserver, kube-controller-manager, kubectl, etcd 3.5/3.6/3.7, MinIO), cached.
+	hack/bins.sh all
+
+.PHONY: test
+test: bins build vet verify ## Run every test (unit, integration on real components, e2e) after all set-up.
+	go test -timeout $(TEST_TIMEOUT) $(GO_TEST_FLAGS) ./...
+
+.PHONY: test-unit
+test-unit: ## Run the unit tests only (no real components).
+	go test -short ./api/... ./webhook/... ./controller/... ./snapshot/... ./certs/...
+
+.PHONY: test-e2e
+test-e2e: bins build ## Run the end-to-end test (the demo's story with assertions).
+	go test -timeout $(TEST_TIMEOUT) -v ./test/e2e/...
+
+.PHONY: bench
+bench: bins build ## Run the benchmarks and print their figures (see docs/benchmarks.md).
+	go test -run '^$$' -bench . -benchtime 1x -timeout 60m ./...
+
+##@ Build and run
+
+.PHONY: build
+build: ## Build the binary into bin/kdc-etcd-backup.
+	CGO_ENABLED=0 go build -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/kdc-etcd-backup ./cmd/kdc-etcd-backup
+
+.PHONY: run
+run: build ## Run the manager against the current kubeconfig with a self-signed certificate.
+	$(LOCALBIN)/kdc-etcd-backup manager --leader-elect=false --webhook-cert-dir=$(LOCALBIN)/certs --self-signed-certs=localhost,127.0.0.1
+
+.PHONY: demo
+demo: bins build ## The main job: a local end-to-end run on real components.
+	go run ./test/e2e/demo
+
+##@ Tools
+
+$(CONTROLLER_GEN):
+	GOBIN=$(TOOLS) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+
+$(STATICCHECK):
+	GOBIN=$(TOOLS) go install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
