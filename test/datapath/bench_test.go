@@ -1,0 +1,129 @@
+package datapath
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"kube-dc.com/etcd-backup/snapshot"
+	"kube-dc.com/etcd-backup/test/framework"
+)
+
+// benchSizes are the etcd database sizes of the benchmarks, in MB of values written.
+var benchSizes = []int{20, 200}
+
+// benchEtcd starts etcd v3.7 holding about mb megabytes of values.
+func benchEtcd(b *testing.B, mb int) *framework.EtcdServer {
+	b.Helper()
+	e := framework.StartEtcd(b, framework.EtcdOptions{ExtraArgs: []string{"--quota-backend-bytes", fmt.Sprint(int64(4) << 30)}})
+	fill(b, e.Client(b), "/registry/bench/", mb*10, 100<<10)
+	return e
+}
+
+func newBenchEnv(b *testing.B) *env {
+	b.Helper()
+	m := framework.StartMinIO(b, framework.MinIOOptions{Buckets: []string{bucket}})
+	return &env{
+		minio: m,
+		loc:   snapshot.S3Location{Endpoint: m.Endpoint, Bucket: bucket},
+		cred:  snapshot.Credentials{AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey},
+		s3:    m.S3Client(),
+	}
+}
+
+func etcdctl(b *testing.B, e *framework.EtcdServer, args ...string) time.Duration {
+	b.Helper()
+	cmd := exec.Command(filepath.Join(framework.EtcdDir(framework.EtcdVersion), "etcdctl"), append([]string{
+		"--endpoints", e.ClientURL, "--cacert", e.Certs.CAFile, "--cert", e.Certs.ClientCert, "--key", e.Certs.ClientKey,
+	}, args...)...)
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("etcdctl %v: %v: %s", args, err, out)
+	}
+	return time.Since(start)
+}
+
+// BenchmarkBackup compares `kdc-etcd-backup backup` (etcd -> MinIO, streamed) with
+// `etcdctl snapshot save` to a local file, in the same run, and reports our peak RSS.
+//
+//	go test ./test/datapath/ -run '^$' -bench BenchmarkBackup -benchtime 3x
+func BenchmarkBackup(b *testing.B) {
+	for _, mb := range benchSizes {
+		b.Run(fmt.Sprintf("%dMB", mb), func(b *testing.B) {
+			en := newBenchEnv(b)
+			e := benchEtcd(b, mb)
+			var ours, theirs time.Duration
+			var rss int64
+			var size float64
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				file := filepath.Join(b.TempDir(), "etcdctl.db")
+				theirs += etcdctl(b, e, "snapshot", "save", file)
+				os.Remove(file)
+				r := en.run(b, append([]string{"backup", "--cluster", fmt.Sprintf("bench%d", i), "--endpoints", e.ClientURL,
+					"--cacert", e.Certs.CAFile, "--cert", e.Certs.ClientCert, "--key", e.Certs.ClientKey}, en.s3Args()...)...)
+				if r.code != 0 {
+					b.Fatalf("backup exited %d: %s", r.code, r.stderr)
+				}
+				ours += r.duration
+				rss = max(rss, r.maxRSS)
+				size, _ = r.term["size"].(float64)
+			}
+			b.StopTimer()
+			b.ReportMetric(ours.Seconds()/float64(b.N), "s/backup")
+			b.ReportMetric(theirs.Seconds()/float64(b.N), "s/etcdctl")
+			b.ReportMetric(ours.Seconds()/theirs.Seconds(), "x-etcdctl")
+			b.ReportMetric(float64(rss)/(1<<20), "MiB-maxrss")
+			b.ReportMetric(size/(1<<20), "MiB-snapshot")
+		})
+	}
+}
+
+// BenchmarkRestore compares `kdc-etcd-backup restore` (MinIO -> verified download -> etcdutl
+// library -> fsync -> swap) with `etcdutl snapshot restore` from a local file, in the same run.
+//
+//	go test ./test/datapath/ -run '^$' -bench BenchmarkRestore -benchtime 3x
+func BenchmarkRestore(b *testing.B) {
+	for _, mb := range benchSizes {
+		b.Run(fmt.Sprintf("%dMB", mb), func(b *testing.B) {
+			en := newBenchEnv(b)
+			e := benchEtcd(b, mb)
+			local := filepath.Join(b.TempDir(), "local.db")
+			etcdctl(b, e, "snapshot", "save", local)
+			bk := en.run(b, append([]string{"backup", "--cluster", "bench", "--endpoints", e.ClientURL,
+				"--cacert", e.Certs.CAFile, "--cert", e.Certs.ClientCert, "--key", e.Certs.ClientKey}, en.s3Args()...)...)
+			if bk.code != 0 {
+				b.Fatalf("backup exited %d: %s", bk.code, bk.stderr)
+			}
+			key, _ := bk.term["key"].(string)
+			etcdutl := filepath.Join(framework.EtcdDir(framework.EtcdVersion), "etcdutl")
+			var ours, theirs time.Duration
+			var rss int64
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				dir := b.TempDir()
+				start := time.Now()
+				if out, err := exec.Command(etcdutl, "snapshot", "restore", local, "--data-dir", filepath.Join(dir, "etcdutl.etcd"),
+					"--bump-revision", "1000000000", "--mark-compacted").CombinedOutput(); err != nil {
+					b.Fatalf("etcdutl: %v: %s", err, out)
+				}
+				theirs += time.Since(start)
+				os.RemoveAll(filepath.Join(dir, "etcdutl.etcd"))
+				r := en.run(b, append([]string{"restore", "--key", key, "--data-dir", filepath.Join(dir, "default.etcd")}, en.s3Args()...)...)
+				if r.code != 0 {
+					b.Fatalf("restore exited %d: %s", r.code, r.stderr)
+				}
+				ours += r.duration
+				rss = max(rss, r.maxRSS)
+			}
+			b.StopTimer()
+			b.ReportMetric(ours.Seconds()/float64(b.N), "s/restore")
+			b.ReportMetric(theirs.Seconds()/float64(b.N), "s/etcdutl")
+			b.ReportMetric(ours.Seconds()/theirs.Seconds(), "x-etcdutl")
+			b.ReportMetric(float64(rss)/(1<<20), "MiB-maxrss")
+		})
+	}
+}
