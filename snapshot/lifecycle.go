@@ -78,7 +78,9 @@ func MergeLifecycleRules(existing []types.LifecycleRule, want types.LifecycleRul
 	return merged, changed
 }
 
-// sameRule compares the parts of a rule this package sets.
+// sameRule compares the parts of a rule this package sets. A missing
+// AbortIncompleteMultipartUpload counts as equal: some backends (MinIO) drop it on write and
+// expire stale multipart uploads on their own.
 func sameRule(a, b types.LifecycleRule) bool {
 	prefix := func(r types.LifecycleRule) string {
 		if r.Filter != nil {
@@ -95,13 +97,9 @@ func sameRule(a, b types.LifecycleRule) bool {
 		}
 		return aws.ToInt32(r.Expiration.Days)
 	}
-	abort := func(r types.LifecycleRule) int32 {
-		if r.AbortIncompleteMultipartUpload == nil {
-			return -1
-		}
-		return aws.ToInt32(r.AbortIncompleteMultipartUpload.DaysAfterInitiation)
-	}
-	return a.Status == b.Status && prefix(a) == prefix(b) && days(a) == days(b) && abort(a) == abort(b) &&
+	abortOK := a.AbortIncompleteMultipartUpload == nil || b.AbortIncompleteMultipartUpload == nil ||
+		aws.ToInt32(a.AbortIncompleteMultipartUpload.DaysAfterInitiation) == aws.ToInt32(b.AbortIncompleteMultipartUpload.DaysAfterInitiation)
+	return a.Status == b.Status && prefix(a) == prefix(b) && days(a) == days(b) && abortOK &&
 		len(a.Transitions) == 0 && len(a.NoncurrentVersionTransitions) == 0 && a.NoncurrentVersionExpiration == nil
 }
 

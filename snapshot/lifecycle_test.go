@@ -53,6 +53,10 @@ func TestMergeLifecycleRules(t *testing.T) {
 	want30 := LifecycleRule(loc, "prod", 30)
 	logs := otherRule("logs", "logs/", 3)
 	other := LifecycleRule(loc, "dev", 14)
+	noAbort7 := want7
+	noAbort7.AbortIncompleteMultipartUpload = nil
+	abort5 := want7
+	abort5.AbortIncompleteMultipartUpload = &types.AbortIncompleteMultipartUpload{DaysAfterInitiation: aws.Int32(5)}
 	transition := otherRule("archive", "archive/", 90)
 	transition.Transitions = []types.Transition{{Days: aws.Int32(30), StorageClass: types.TransitionStorageClassGlacier}}
 
@@ -70,7 +74,8 @@ func TestMergeLifecycleRules(t *testing.T) {
 		{"updates days in place", []types.LifecycleRule{logs, want7, other}, want30, []types.LifecycleRule{logs, want30, other}, true},
 		{"drops a duplicate of our ID", []types.LifecycleRule{want7, logs, want7}, want7, []types.LifecycleRule{want7, logs}, true},
 		{"replaces a disabled rule", []types.LifecycleRule{func() types.LifecycleRule { r := want7; r.Status = types.ExpirationStatusDisabled; return r }()}, want7, []types.LifecycleRule{want7}, true},
-		{"replaces a rule without abort", []types.LifecycleRule{func() types.LifecycleRule { r := want7; r.AbortIncompleteMultipartUpload = nil; return r }()}, want7, []types.LifecycleRule{want7}, true},
+		{"accepts a rule whose abort the backend dropped", []types.LifecycleRule{noAbort7}, want7, []types.LifecycleRule{want7}, false},
+		{"replaces a rule with another abort", []types.LifecycleRule{abort5}, want7, []types.LifecycleRule{want7}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
