@@ -1,0 +1,565 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
+	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+)
+
+const (
+	// backupControllerName names the controller, its Event reporter and its metrics.
+	backupControllerName = "kdccluster-backup"
+	// backupFieldOwner is the server-side apply field manager of the backup CronJob.
+	backupFieldOwner = "kdc-etcd-backup-backup"
+	// backupDataStoreIndex indexes KdcClusters by "<datastore namespace>/<status.dataStoreName>",
+	// so an etcd StatefulSet event finds the clusters it serves.
+	backupDataStoreIndex = "kdc.backup.datastore"
+)
+
+// BackupReconciler keeps, for every KdcCluster, the CronJob C-etcd-backup in the state the spec
+// asks and reports BackupReady and the latest backup in status (issue 4, DESIGN.md "Backups").
+type BackupReconciler struct {
+	client.Client
+	// PodReader reads the pods of a finished backup Job, uncached and only when a result has not
+	// been recorded yet: caching every pod of a management cluster would cost more than it saves.
+	PodReader client.Reader
+	// ConfigMaps is a cache holding only the ConfigMaps named managed-k8s-backups.
+	ConfigMaps client.Reader
+	Recorder   events.EventRecorder
+	Options    Options
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Why each permission exists (least privilege; manifests/rbac is generated from these markers):
+// KdcClusters are the input; status carries BackupReady and the latest backup.
+// +kubebuilder:rbac:groups=k8s.kube-dc.com,resources=kdcclusters,verbs=get;list;watch
+// +kubebuilder:rbac:groups=k8s.kube-dc.com,resources=kdcclusters/status,verbs=get;patch
+// The CronJob is server-side applied (patch, create on first apply) and deleted when a gate closes.
+// +kubebuilder:rbac:groups=batch,resources=cronjobs,verbs=get;list;watch;create;patch;delete
+// Backup Jobs are only read: their outcome drives BackupReady.
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch
+// Pods of a finished backup Job are listed once, for the exit code and termination message.
+// +kubebuilder:rbac:groups="",resources=pods,verbs=list
+// The ObjectBucketClaim gates the CronJob (Bound) and names the bucket.
+// +kubebuilder:rbac:groups=objectbucket.io,resources=objectbucketclaims,verbs=get;list;watch
+// The claim's ConfigMap names bucket and endpoint (watched by name only; Secrets are never read).
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=list;watch
+// The datastore's etcd StatefulSet gives the etcd endpoints (governing Service, replicas, port).
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch
+// Events tell the operator about each backup's outcome.
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile keeps C-etcd-backup and BackupReady in the state the KdcCluster asks. Steps:
+//  1. fetch the KdcCluster (gone: drop its metrics; the garbage collector removes the CronJob);
+//  2. resolve the plan; a closed gate (Disabled, S3NotAvailable, DataStoreUnknown) deletes the
+//     CronJob and sets BackupReady=False;
+//  3. server-side apply the CronJob built by buildBackupCronJob;
+//  4. read the newest finished backup Job: record a new success in status and an Event, or
+//     report its failure;
+//  5. compute BackupReady (staleness included) and patch status once, touching only the
+//     backup fields; requeue only for the staleness deadline.
+func (r *BackupReconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
+	c := &kdcv1alpha1.KdcCluster{}
+	if err := r.Get(ctx, req.NamespacedName, c); err != nil {
+		if apierrors.IsNotFound(err) {
+			backupReasons.forget(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("failed to get KdcCluster %s: %w", req.NamespacedName, err)
+	}
+	if !c.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	orig := c.DeepCopy()
+	var pending []backupEvent
+	res, err := r.reconcileBackup(ctx, c, &pending)
+	if perr := r.patchBackupStatus(ctx, orig, c); perr != nil {
+		return ctrl.Result{}, errors.Join(err, perr)
+	}
+	for _, e := range pending {
+		r.Recorder.Eventf(c, nil, e.eventType, e.reason, "Backup", "%s", e.note)
+	}
+	r.observeBackupMetrics(c, pending)
+	return res, err
+}
+
+// backupEvent is an Event emitted once the status that reports it is persisted.
+type backupEvent struct {
+	eventType, reason, note string
+	result                  *backupJobResult
+}
+
+// backupPlan is what a scheduled cluster's CronJob and messages are made of.
+type backupPlan struct {
+	inputs  backupInputs
+	context backupContext
+}
+
+func (r *BackupReconciler) reconcileBackup(ctx context.Context, c *kdcv1alpha1.KdcCluster, pending *[]backupEvent) (ctrl.Result, error) {
+	log := ctrl.LoggerFrom(ctx)
+	plan, reason, msg, err := r.resolveBackupPlan(ctx, c)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if plan == nil {
+		if setCondition(c, kdcv1alpha1.ConditionBackupReady, metav1.ConditionFalse, reason, msg) {
+			log.Info("Backups not scheduled", "reason", reason, "message", msg)
+		}
+		return ctrl.Result{}, r.deleteBackupCronJob(ctx, c)
+	}
+
+	cj, err := r.applyBackupCronJob(ctx, c, plan.inputs)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+
+	newest, keep, err := r.observeBackupJobs(ctx, c, plan, pending)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if keep {
+		return ctrl.Result{}, nil // the newest failure is already reported
+	}
+	ready := computeBackupReady(backupReadyInput{
+		Context:          plan.context,
+		Schedule:         cj.Spec.Schedule,
+		ScheduledSince:   cj.CreationTimestamp.Time,
+		LatestBackupKey:  c.Status.LatestBackupKey,
+		LatestBackupTime: c.Status.LatestBackupTime,
+		Newest:           newest,
+		Now:              r.now(),
+	})
+	if setCondition(c, kdcv1alpha1.ConditionBackupReady, ready.Status, ready.Reason, ready.Message) {
+		log.Info("BackupReady changed", "status", ready.Status, "reason", ready.Reason, "cronJob", klog.KObj(cj))
+		if ready.Status == metav1.ConditionFalse && newest != nil && !newest.Succeeded {
+			*pending = append(*pending, backupEvent{eventType: corev1.EventTypeWarning, reason: ready.Reason, note: ready.Message})
+		}
+	}
+	return ctrl.Result{RequeueAfter: ready.RecheckAfter}, nil
+}
+
+// resolveBackupPlan checks the gates of DESIGN.md in order and resolves the CronJob's inputs. A
+// nil plan comes with the reason and message of the closed gate.
+func (r *BackupReconciler) resolveBackupPlan(ctx context.Context, c *kdcv1alpha1.KdcCluster) (*backupPlan, string, string, error) {
+	cronJob := c.Namespace + "/" + kdcv1alpha1.BackupCronJobName(c.Name)
+	if !c.BackupEnabled() {
+		return nil, kdcv1alpha1.ReasonDisabled, fmt.Sprintf(
+			"Backups are disabled by spec.backup.enabled=false, CronJob %s is removed; set it to true to schedule backups", cronJob), nil
+	}
+
+	obc := &obcv1alpha1.ObjectBucketClaim{}
+	obcKey := types.NamespacedName{Namespace: c.Namespace, Name: kdcv1alpha1.ObjectBucketClaimName}
+	if err := r.Get(ctx, obcKey, obc); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return nil, "", "", fmt.Errorf("failed to get ObjectBucketClaim %s: %w", obcKey, err)
+		}
+		return nil, kdcv1alpha1.ReasonS3NotAvailable, fmt.Sprintf(
+			"ObjectBucketClaim %s does not exist; create it (the bucket provisioner then binds it) so backups have a bucket", obcKey), nil
+	}
+	if obc.Status.Phase != obcv1alpha1.PhaseBound {
+		return nil, kdcv1alpha1.ReasonS3NotAvailable, fmt.Sprintf(
+			"ObjectBucketClaim %s is %q, not Bound; check the bucket provisioner: kubectl describe obc -n %s %s",
+			obcKey, obc.Status.Phase, c.Namespace, obc.Name), nil
+	}
+	cm := &corev1.ConfigMap{}
+	if err := r.ConfigMaps.Get(ctx, obcKey, cm); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return nil, "", "", fmt.Errorf("failed to get ConfigMap %s: %w", obcKey, err)
+		}
+		cm = nil
+	}
+	loc, err := resolveBackupS3Location(c, obc, cm, r.Options.S3Endpoint)
+	if err != nil {
+		return nil, kdcv1alpha1.ReasonS3NotAvailable, fmt.Sprintf(
+			"No S3 endpoint is known for ObjectBucketClaim %s: set spec.backup.s3Endpoint, BUCKET_HOST in ConfigMap %s, or the manager's --s3-endpoint",
+			obcKey, obcKey), nil
+	}
+
+	ds := c.Status.DataStoreName
+	if ds == "" {
+		return nil, kdcv1alpha1.ReasonDataStoreUnknown,
+			"status.dataStoreName is not set; backups start once the cluster provisioner sets it (check the provisioner of this KdcCluster)", nil
+	}
+	sts := &appsv1.StatefulSet{}
+	stsKey := types.NamespacedName{Namespace: c.DataStoreNamespace(), Name: kdcv1alpha1.EtcdStatefulSetName(ds)}
+	if err := r.Get(ctx, stsKey, sts); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return nil, "", "", fmt.Errorf("failed to get StatefulSet %s: %w", stsKey, err)
+		}
+		return nil, kdcv1alpha1.ReasonDataStoreUnknown, fmt.Sprintf(
+			"The etcd StatefulSet %s of datastore %q does not exist; check status.dataStoreName and spec.dataStore.namespace", stsKey, ds), nil
+	}
+
+	in := backupInputs{
+		Image:            r.Options.Image,
+		EtcdEndpoints:    backupEtcdEndpoints(sts),
+		S3Endpoint:       loc.Endpoint,
+		Bucket:           loc.Bucket,
+		Prefix:           loc.Prefix,
+		Region:           loc.Region,
+		CredentialSecret: backupCredentialSecret(c),
+	}
+	return &backupPlan{inputs: in, context: backupContext{
+		Namespace: c.Namespace, Cluster: c.Name, DataStore: ds, CredentialSecret: in.CredentialSecret,
+		Location: loc, EtcdEndpoints: in.EtcdEndpoints,
+	}}, "", "", nil
+}
+
+// applyBackupCronJob server-side applies the built CronJob with its own field owner, forcing
+// ownership of its fields: a hand edit of a field it sets is reverted, other fields stay.
+func (r *BackupReconciler) applyBackupCronJob(ctx context.Context, c *kdcv1alpha1.KdcCluster, in backupInputs) (*batchv1.CronJob, error) {
+	desired := buildBackupCronJob(c, in)
+	// Through JSON, so only the fields the builder sets (omitempty) are claimed.
+	data, err := json.Marshal(desired)
+	if err != nil {
+		return nil, fmt.Errorf("failed to encode CronJob %s: %w", klog.KObj(desired), err)
+	}
+	u := &unstructured.Unstructured{}
+	if err := json.Unmarshal(data, &u.Object); err != nil {
+		return nil, fmt.Errorf("failed to decode CronJob %s: %w", klog.KObj(desired), err)
+	}
+	unstructured.RemoveNestedField(u.Object, "status")
+	if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(backupFieldOwner), client.ForceOwnership); err != nil {
+		return nil, fmt.Errorf("failed to apply CronJob %s: %w", klog.KObj(desired), err)
+	}
+	applied := &batchv1.CronJob{}
+	if err := backupFromUnstructured(u, applied); err != nil {
+		return nil, fmt.Errorf("failed to read applied CronJob %s: %w", klog.KObj(desired), err)
+	}
+	return applied, nil
+}
+
+func backupFromUnstructured(u *unstructured.Unstructured, into any) error {
+	data, err := json.Marshal(u.Object)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, into)
+}
+
+// deleteBackupCronJob removes the cluster's CronJob (and, in the background, its Jobs) when it
+// exists and this cluster controls it.
+func (r *BackupReconciler) deleteBackupCronJob(ctx context.Context, c *kdcv1alpha1.KdcCluster) error {
+	cj := &batchv1.CronJob{}
+	key := types.NamespacedName{Namespace: c.Namespace, Name: kdcv1alpha1.BackupCronJobName(c.Name)}
+	if err := r.Get(ctx, key, cj); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if !metav1.IsControlledBy(cj, c) || !cj.DeletionTimestamp.IsZero() {
+		return nil
+	}
+	if err := r.Delete(ctx, cj, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("failed to delete CronJob %s: %w", klog.KObj(cj), err)
+	}
+	ctrl.LoggerFrom(ctx).Info("Deleted backup CronJob", "cronJob", klog.KObj(cj))
+	return nil
+}
+
+// observeBackupJobs reads the newest finished backup Job. A success not yet in status is recorded
+// (status fields and a pending Event). keep is true when the newest Job failed and BackupReady
+// already reports exactly that Job, so nothing needs reading again.
+func (r *BackupReconciler) observeBackupJobs(ctx context.Context, c *kdcv1alpha1.KdcCluster, plan *backupPlan, pending *[]backupEvent) (*backupJobResult, bool, error) {
+	jobs := &batchv1.JobList{}
+	if err := r.List(ctx, jobs, client.InNamespace(c.Namespace), client.MatchingLabels{
+		kdcv1alpha1.LabelCluster: c.Name, kdcv1alpha1.LabelComponent: kdcv1alpha1.ComponentBackup,
+	}); err != nil {
+		return nil, false, fmt.Errorf("failed to list backup Jobs of %s: %w", klog.KObj(c), err)
+	}
+	newest := newestFinishedBackupJob(jobs.Items)
+	if newest == nil {
+		return nil, false, nil
+	}
+	_, succeeded, at := backupJobFinished(newest)
+	last := c.Status.LatestBackupTime
+	switch {
+	case succeeded && last != nil && !at.After(last.Time):
+		return &backupJobResult{Job: newest.Namespace + "/" + newest.Name, Succeeded: true, FinishedAt: at}, false, nil
+	case !succeeded && backupFailureReported(c, newest):
+		return nil, true, nil
+	}
+	res, err := r.readBackupJobResult(ctx, newest)
+	if err != nil {
+		return nil, false, err
+	}
+	if succeeded {
+		recordBackupSuccess(c, res, plan.context.Location)
+		*pending = append(*pending, backupSuccessEvent(res, c))
+		ctrl.LoggerFrom(ctx).Info("Backup succeeded", "job", klog.KObj(newest), "key", c.Status.LatestBackupKey)
+	}
+	return &res, false, nil
+}
+
+// backupFailureReported is true when BackupReady already reports the failure of job.
+func backupFailureReported(c *kdcv1alpha1.KdcCluster, job *batchv1.Job) bool {
+	cond := meta.FindStatusCondition(c.Status.Conditions, kdcv1alpha1.ConditionBackupReady)
+	return cond != nil && cond.Status == metav1.ConditionFalse && cond.ObservedGeneration == c.Generation &&
+		(cond.Reason == kdcv1alpha1.ReasonBackupFailed || cond.Reason == kdcv1alpha1.ReasonSnapshotTooSmall) &&
+		strings.Contains(cond.Message, "Backup Job "+job.Namespace+"/"+job.Name+" ")
+}
+
+// readBackupJobResult lists the Job's pods (by the Job's controller-uid label) for the container
+// result.
+func (r *BackupReconciler) readBackupJobResult(ctx context.Context, job *batchv1.Job) (backupJobResult, error) {
+	pods := &corev1.PodList{}
+	if err := r.PodReader.List(ctx, pods, client.InNamespace(job.Namespace),
+		client.MatchingLabels{batchv1.ControllerUidLabel: string(job.UID)}); err != nil {
+		return backupJobResult{}, fmt.Errorf("failed to list pods of Job %s: %w", klog.KObj(job), err)
+	}
+	res := backupJobResultFromPods(job, pods.Items)
+	if t := res.Termination; t != nil && t.DurationSeconds == 0 && job.Status.StartTime != nil && !res.FinishedAt.IsZero() {
+		t.DurationSeconds = res.FinishedAt.Sub(job.Status.StartTime.Time).Seconds()
+	}
+	return res, nil
+}
+
+// recordBackupSuccess mirrors a successful Job into the status fields of DESIGN.md.
+func recordBackupSuccess(c *kdcv1alpha1.KdcCluster, res backupJobResult, loc backupS3Location) {
+	c.Status.LatestBackupTime = &metav1.Time{Time: res.FinishedAt}
+	c.Status.LatestBackupKey = ""
+	c.Status.BackupBucket = loc.Bucket
+	c.Status.BackupDestinationPath = backupDestinationPath(loc)
+	t := res.Termination
+	if t == nil {
+		return
+	}
+	c.Status.LatestBackupKey = t.Key
+	if t.Bucket != "" {
+		got := backupS3Location{Bucket: t.Bucket}
+		if t.ObjectKey != "" && t.Key != "" {
+			got.Prefix = strings.Trim(strings.TrimSuffix(t.ObjectKey, t.Key), "/")
+		} else {
+			got.Prefix = loc.Prefix
+		}
+		c.Status.BackupBucket = got.Bucket
+		c.Status.BackupDestinationPath = backupDestinationPath(got)
+	}
+}
+
+// backupSuccessEvent tells what the Job reported: key, size, checksum and etcd revision.
+func backupSuccessEvent(res backupJobResult, c *kdcv1alpha1.KdcCluster) backupEvent {
+	e := backupEvent{eventType: corev1.EventTypeNormal, reason: kdcv1alpha1.ReasonBackupSucceeded, result: &res}
+	t := res.Termination
+	if t == nil || t.Key == "" {
+		e.eventType = corev1.EventTypeWarning
+		e.note = fmt.Sprintf("Backup Job %s succeeded but wrote no result to its termination message; check `kubectl logs -n %s job/%s`",
+			res.Job, c.Namespace, backupJobName(res.Job))
+		return e
+	}
+	e.note = fmt.Sprintf("Backup %q stored in %s: %d bytes, sha256 %s, etcd revision %d, %.1fs (Job %s)",
+		t.Key, c.Status.BackupDestinationPath, t.Size, t.SHA256, t.Revision, t.DurationSeconds, res.Job)
+	return e
+}
+
+// patchBackupStatus writes only what this reconciler changed (BackupReady and the backup
+// fields) with an optimistic lock, so it coexists with the restore reconciler's writes.
+func (r *BackupReconciler) patchBackupStatus(ctx context.Context, orig, c *kdcv1alpha1.KdcCluster) error {
+	if equality.Semantic.DeepEqual(orig.Status, c.Status) {
+		return nil
+	}
+	if err := r.Status().Patch(ctx, c, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("failed to patch status of KdcCluster %s: %w", klog.KObj(c), err)
+	}
+	return nil
+}
+
+// observeBackupMetrics updates the metrics from the persisted status and the recorded events.
+func (r *BackupReconciler) observeBackupMetrics(c *kdcv1alpha1.KdcCluster, pending []backupEvent) {
+	key := client.ObjectKeyFromObject(c)
+	if cond := meta.FindStatusCondition(c.Status.Conditions, kdcv1alpha1.ConditionBackupReady); cond != nil {
+		backupReasons.set(key, cond.Reason)
+	}
+	if t := c.Status.LatestBackupTime; t != nil {
+		backupLastSuccessTime.WithLabelValues(c.Namespace, c.Name).Set(float64(t.Unix()))
+	}
+	for _, e := range pending {
+		if e.result == nil || e.result.Termination == nil {
+			continue
+		}
+		backupLastSize.WithLabelValues(c.Namespace, c.Name).Set(float64(e.result.Termination.Size))
+		backupLastDuration.WithLabelValues(c.Namespace, c.Name).Set(e.result.Termination.DurationSeconds)
+	}
+}
+
+func (r *BackupReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// SetupBackupReconciler registers the backup reconciler with the manager. Watches, all mapped to
+// the owning KdcCluster: the KdcCluster, its CronJob (owned), its Jobs (by label), the namespace's
+// ObjectBucketClaim and its ConfigMap, and the datastore's etcd StatefulSet.
+func SetupBackupReconciler(mgr ctrl.Manager, o Options) error {
+	if o.Image == "" {
+		return errors.New("backup controller needs the image of its Jobs: set the manager's --image (or MANAGER_IMAGE)")
+	}
+	// Only the ConfigMaps named managed-k8s-backups, in a cache of their own.
+	cmCache, err := cache.New(mgr.GetConfig(), cache.Options{
+		HTTPClient: mgr.GetHTTPClient(),
+		Scheme:     mgr.GetScheme(),
+		Mapper:     mgr.GetRESTMapper(),
+		ByObject: map[client.Object]cache.ByObject{&corev1.ConfigMap{}: {
+			Field: fields.OneTermEqualSelector("metadata.name", kdcv1alpha1.ObjectBucketClaimName),
+		}},
+	})
+	if err != nil {
+		return fmt.Errorf("failed to create the ConfigMap cache: %w", err)
+	}
+	if err := mgr.Add(cmCache); err != nil {
+		return err
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &kdcv1alpha1.KdcCluster{}, backupDataStoreIndex,
+		func(o client.Object) []string {
+			c := o.(*kdcv1alpha1.KdcCluster)
+			if c.Status.DataStoreName == "" {
+				return nil
+			}
+			return []string{c.DataStoreNamespace() + "/" + c.Status.DataStoreName}
+		}); err != nil {
+		return fmt.Errorf("failed to index KdcClusters by datastore: %w", err)
+	}
+	r := &BackupReconciler{
+		Client:     mgr.GetClient(),
+		PodReader:  mgr.GetAPIReader(),
+		ConfigMaps: cmCache,
+		Recorder:   mgr.GetEventRecorder(backupControllerName),
+		Options:    o,
+	}
+	clustersInNamespace := handler.EnqueueRequestsFromMapFunc(r.clustersInNamespace)
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(backupControllerName).
+		For(&kdcv1alpha1.KdcCluster{}, builder.WithPredicates(backupClusterChanged())).
+		Owns(&batchv1.CronJob{}).
+		Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(backupJobToCluster), builder.WithPredicates(backupJobChanged())).
+		Watches(&obcv1alpha1.ObjectBucketClaim{}, clustersInNamespace,
+			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == kdcv1alpha1.ObjectBucketClaimName }))).
+		Watches(&appsv1.StatefulSet{}, handler.EnqueueRequestsFromMapFunc(r.clustersOfStatefulSet), builder.WithPredicates(backupStatefulSetChanged())).
+		WatchesRawSource(source.Kind(cmCache, client.Object(&corev1.ConfigMap{}), handler.EnqueueRequestsFromMapFunc(r.clustersInNamespace))).
+		Complete(r)
+}
+
+// backupClusterChanged passes the KdcCluster events that can change the outcome: spec changes,
+// status.dataStoreName and status.latestBackupTime (written by others, or restored), deletion.
+// Its own BackupReady writes and the restore reconciler's bookkeeping do not wake it.
+func backupClusterChanged() predicate.Funcs {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := e.ObjectOld.(*kdcv1alpha1.KdcCluster)
+		n, ok2 := e.ObjectNew.(*kdcv1alpha1.KdcCluster)
+		if !ok1 || !ok2 {
+			return true
+		}
+		return o.Generation != n.Generation || o.Status.DataStoreName != n.Status.DataStoreName ||
+			!o.Status.LatestBackupTime.Equal(n.Status.LatestBackupTime) ||
+			!o.DeletionTimestamp.Equal(n.DeletionTimestamp)
+	}}
+}
+
+// backupJobChanged passes backup Jobs' creation, deletion and their finishing.
+func backupJobChanged() predicate.Funcs {
+	isBackup := func(o client.Object) bool {
+		return o.GetLabels()[kdcv1alpha1.LabelComponent] == kdcv1alpha1.ComponentBackup && o.GetLabels()[kdcv1alpha1.LabelCluster] != ""
+	}
+	return predicate.Funcs{
+		CreateFunc:  func(e event.CreateEvent) bool { return isBackup(e.Object) },
+		DeleteFunc:  func(e event.DeleteEvent) bool { return isBackup(e.Object) },
+		GenericFunc: func(e event.GenericEvent) bool { return isBackup(e.Object) },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*batchv1.Job)
+			n, ok2 := e.ObjectNew.(*batchv1.Job)
+			if !ok1 || !ok2 || !isBackup(n) {
+				return false
+			}
+			d1, s1, _ := backupJobFinished(o)
+			d2, s2, _ := backupJobFinished(n)
+			return d1 != d2 || s1 != s2
+		},
+	}
+}
+
+// backupStatefulSetChanged passes etcd StatefulSets appearing, going, or changing what the
+// endpoints are made of.
+func backupStatefulSetChanged() predicate.Funcs {
+	isEtcd := func(o client.Object) bool { return strings.HasSuffix(o.GetName(), "-etcd") }
+	return predicate.Funcs{
+		CreateFunc:  func(e event.CreateEvent) bool { return isEtcd(e.Object) },
+		DeleteFunc:  func(e event.DeleteEvent) bool { return isEtcd(e.Object) },
+		GenericFunc: func(e event.GenericEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*appsv1.StatefulSet)
+			n, ok2 := e.ObjectNew.(*appsv1.StatefulSet)
+			if !ok1 || !ok2 || !isEtcd(n) {
+				return false
+			}
+			return !equality.Semantic.DeepEqual(backupEtcdEndpoints(o), backupEtcdEndpoints(n))
+		},
+	}
+}
+
+// backupJobToCluster maps a backup Job to its KdcCluster by the cluster label.
+func backupJobToCluster(_ context.Context, o client.Object) []reconcile.Request {
+	name := o.GetLabels()[kdcv1alpha1.LabelCluster]
+	if name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
+}
+
+// clustersInNamespace maps the ObjectBucketClaim (or its ConfigMap) to every KdcCluster of its
+// namespace.
+func (r *BackupReconciler) clustersInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+	list := &kdcv1alpha1.KdcClusterList{}
+	if err := r.List(ctx, list, client.InNamespace(o.GetNamespace())); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Failed to list KdcClusters", "namespace", o.GetNamespace())
+		return nil
+	}
+	return backupRequests(list)
+}
+
+// clustersOfStatefulSet maps an etcd StatefulSet DS-etcd to the KdcClusters of datastore DS.
+func (r *BackupReconciler) clustersOfStatefulSet(ctx context.Context, o client.Object) []reconcile.Request {
+	ds := strings.TrimSuffix(o.GetName(), "-etcd")
+	list := &kdcv1alpha1.KdcClusterList{}
+	if err := r.List(ctx, list, client.MatchingFields{backupDataStoreIndex: o.GetNamespace() + "/" + ds}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Failed to list KdcClusters of datastore", "statefulSet", klog.KObj(o))
+		return nil
+	}
+	return backupRequests(list)
+}
+
+func backupRequests(list *kdcv1alpha1.KdcClusterList) []reconcile.Request {
+	out := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return out
+}

@@ -1,0 +1,71 @@
+package controller
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Metrics of the backup controller, served on the manager's metrics endpoint.
+var (
+	backupLastSuccessTime = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kdc_etcd_backup_last_success_timestamp_seconds",
+		Help: "Unix time of the latest successful etcd backup of a tenant cluster (status.latestBackupTime).",
+	}, []string{"namespace", "cluster"})
+	backupLastSize = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kdc_etcd_backup_last_size_bytes",
+		Help: "Object size in bytes of the latest successful etcd backup seen by this manager.",
+	}, []string{"namespace", "cluster"})
+	backupLastDuration = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kdc_etcd_backup_last_duration_seconds",
+		Help: "Duration in seconds of the latest successful etcd backup seen by this manager.",
+	}, []string{"namespace", "cluster"})
+	backupClustersByReason = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kdc_etcd_backup_clusters",
+		Help: "Number of KdcClusters by the reason of their BackupReady condition.",
+	}, []string{"reason"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(backupLastSuccessTime, backupLastSize, backupLastDuration, backupClustersByReason)
+}
+
+// backupReasons remembers each cluster's BackupReady reason so kdc_etcd_backup_clusters counts
+// every cluster exactly once.
+var backupReasons = &backupReasonTracker{reasons: map[types.NamespacedName]string{}}
+
+type backupReasonTracker struct {
+	mu      sync.Mutex
+	reasons map[types.NamespacedName]string
+}
+
+// set records the reason of a cluster.
+func (t *backupReasonTracker) set(key types.NamespacedName, reason string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old, ok := t.reasons[key]
+	if ok && old == reason {
+		return
+	}
+	if ok {
+		backupClustersByReason.WithLabelValues(old).Dec()
+	}
+	t.reasons[key] = reason
+	backupClustersByReason.WithLabelValues(reason).Inc()
+}
+
+// forget drops a deleted cluster from every backup metric.
+func (t *backupReasonTracker) forget(key types.NamespacedName) {
+	t.mu.Lock()
+	if old, ok := t.reasons[key]; ok {
+		backupClustersByReason.WithLabelValues(old).Dec()
+		delete(t.reasons, key)
+	}
+	t.mu.Unlock()
+	labels := prometheus.Labels{"namespace": key.Namespace, "cluster": key.Name}
+	backupLastSuccessTime.Delete(labels)
+	backupLastSize.Delete(labels)
+	backupLastDuration.Delete(labels)
+}
