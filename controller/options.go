@@ -7,4 +7,7 @@ type Options struct {
 	// S3Endpoint is the default S3 endpoint (the manager's S3_ENDPOINT), used when neither the
 	// KdcCluster nor the ObjectBucketClaim's ConfigMap names one.
 	S3Endpoint string
+	// RestoreTimeouts are the restore's per-phase deadlines; zero fields take the defaults
+	// (DefaultRestoreTimeouts).
+	RestoreTimeouts RestoreTimeouts
 }

@@ -37,13 +37,22 @@ const (
 	// AnnotationRestoreFailure is the pending failure "<Reason>: <detail>" while the controller
 	// brings the cluster back up after a failure (controller); cleared at the end.
 	AnnotationRestoreFailure = "kube-dc.com/restore-failure"
-	// AnnotationRestoreRolledBack is "true" once the rollback Job swapped the previous data back.
+	// AnnotationRestoreRolledBack records the rollback after EtcdStartFailed (controller): "true"
+	// once the rollback Job swapped the previous data back, or "failed: <detail>" when it could
+	// not (etcd then comes back on the restored data). Cleared at the end.
 	AnnotationRestoreRolledBack = "kube-dc.com/restore-rolled-back"
 	// AnnotationRestoreStartedAt is the RFC 3339 time the controller began the restore; cleared at the end.
 	AnnotationRestoreStartedAt = "kube-dc.com/restore-started-at"
 
+	// AnnotationRestoreAttempt is set on the verify, restore and rollback Jobs (controller, at
+	// creation) to the restore-started-at value of the restore that created them: a Job with the
+	// right name but another attempt is left over from an earlier restore and is replaced. It lives
+	// on Jobs only (not a KdcCluster bookkeeping annotation) and is never cleared.
+	AnnotationRestoreAttempt = "k8s.kube-dc.com/restore-attempt"
+
 	// AnnotationRestartedAt is set on C-cp's pod template when the control plane is started after a
-	// restore, so it comes back with fresh pods (a rollout).
+	// restore, so it comes back with fresh pods (a rollout). Written by the restore controller with
+	// the restore's restore-started-at value (so re-applying it is idempotent); never cleared.
 	AnnotationRestartedAt = "kube-dc.com/restarted-at"
 )
 

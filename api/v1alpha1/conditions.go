@@ -63,4 +63,10 @@ const (
 	ReasonControlPlaneStartFailed = "ControlPlaneStartFailed"
 	// ReasonObjectsMissing: the control-plane Deployment or etcd StatefulSet does not exist.
 	ReasonObjectsMissing = "ObjectsMissing"
+	// ReasonEtcdMemberUnknown: the etcd member's name, peer URLs, cluster token or data directory
+	// cannot be derived from the etcd StatefulSet's container (pre-flight; nothing was changed).
+	ReasonEtcdMemberUnknown = "EtcdMemberUnknown"
+	// ReasonRestoreCancelled: restore-from was removed before the restore Job was created (only
+	// possible while the webhook is absent); the cluster is brought back on the old data.
+	ReasonRestoreCancelled = "Cancelled"
 )

@@ -20,6 +20,9 @@ const (
 	LabelManagedBy = "app.kubernetes.io/managed-by"
 	// LabelCluster names the KdcCluster a Job or CronJob belongs to.
 	LabelCluster = "k8s.kube-dc.com/cluster"
+	// LabelClusterNamespace is the namespace of that KdcCluster, on restore and rollback Jobs,
+	// which run in the datastore's namespace (where the etcd data PVC is).
+	LabelClusterNamespace = "k8s.kube-dc.com/cluster-namespace"
 
 	// ProductName is the value of app.kubernetes.io/part-of and managed-by.
 	ProductName = "kdc-etcd-backup"
@@ -33,6 +36,9 @@ func BackupCronJobName(cluster string) string { return cluster + "-etcd-backup" 
 
 // RestoreJobName is C-etcd-restore.
 func RestoreJobName(cluster string) string { return cluster + "-etcd-restore" }
+
+// VerifyJobName is C-etcd-verify: the restore's pre-flight check of the snapshot.
+func VerifyJobName(cluster string) string { return cluster + "-etcd-verify" }
 
 // RollbackJobName is C-etcd-rollback.
 func RollbackJobName(cluster string) string { return cluster + "-etcd-rollback" }

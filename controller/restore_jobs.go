@@ -1,0 +1,361 @@
+package controller
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"sort"
+	"strconv"
+	"strings"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
+
+	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
+	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+)
+
+// The fixed shape of the restore's Jobs (docs/jobs.md is the contract of their subcommands).
+const (
+	// restoreJobBinary is the entrypoint of the manager's image.
+	restoreJobBinary = "/kdc-etcd-backup"
+	// restoreContainerName is the only container of the verify, restore and rollback Jobs.
+	restoreContainerName = "restore"
+	// restoreDataVolume is the Job volume of the etcd data PVC etcd-data-DS-etcd-0.
+	restoreDataVolume = "etcd-data"
+	// restoreTmpVolume is a writable /tmp under the read-only root filesystem.
+	restoreTmpVolume = "tmp"
+	// restoreVerifyBackoffLimit: the verify Job touches nothing, so retriable failures (S3
+	// unreachable) are retried; the others fail it at once (restoreNonRetryableExitCodes).
+	restoreVerifyBackoffLimit int32 = 2
+	// restoreBumpRevision is --bump-revision: the restored revision jumps by this much so no
+	// client of the tenant's API server ever sees revisions go backwards.
+	restoreBumpRevision = 1_000_000_000
+	// restoreDefaultUID is the user the data Jobs run as when the etcd StatefulSet names none
+	// (or names root, which the Jobs never run as).
+	restoreDefaultUID int64 = 65532
+	// restoreJobTTLSeconds keeps finished verify and rollback Jobs (logs) for a day. The restore
+	// Job is deleted by the controller on success and kept on failure until the next restore.
+	restoreJobTTLSeconds int32 = 24 * 60 * 60
+)
+
+// restoreNonRetryableExitCodes are the exit codes a retry cannot fix (docs/jobs.md): Usage,
+// ObjectMissing, BucketMissing, AccessDenied, Integrity, DiskFull, NoPreviousGeneration, LocalIO.
+var restoreNonRetryableExitCodes = []int32{3, 4, 5, 6, 9, 10, 11, 12}
+
+// restoreJobInputs is everything the restore's Jobs depend on, resolved by the Validating step.
+type restoreJobInputs struct {
+	// Image is the manager's own image.
+	Image string
+	// Key is the snapshot key C/C-<ts>.db.
+	Key string
+	// Attempt is the restore-started-at value of this restore (AnnotationRestoreAttempt).
+	Attempt string
+	// Location is the bucket, prefix, endpoint and region, resolved like the backup CronJob's.
+	Location backupS3Location
+	// CredentialSecret holds AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+	CredentialSecret string
+	// Member is how DS-etcd runs its member (deriveEtcdMember).
+	Member restoreEtcdMember
+	// RunAs is the user, group and fsGroup of etcd, so the Jobs can write its data directory.
+	RunAs restoreRunAs
+}
+
+// restoreRunAs is the identity the data Jobs run as.
+type restoreRunAs struct{ UID, GID, FSGroup int64 }
+
+// restoreRunAsOf takes the etcd container's (else the pod's) runAsUser, runAsGroup and fsGroup,
+// so the restore writes etcd's data directory as etcd itself; unset or root becomes
+// restoreDefaultUID (the Jobs never run as root).
+func restoreRunAsOf(spec *corev1.PodSpec) restoreRunAs {
+	ra := restoreRunAs{UID: restoreDefaultUID, GID: restoreDefaultUID, FSGroup: restoreDefaultUID}
+	pick := func(dst *int64, vals ...*int64) {
+		for _, v := range vals {
+			if v != nil && *v != 0 {
+				*dst = *v
+				return
+			}
+		}
+	}
+	var cUID, cGID *int64
+	if c, err := restoreEtcdContainer(spec.Containers); err == nil && c.SecurityContext != nil {
+		cUID, cGID = c.SecurityContext.RunAsUser, c.SecurityContext.RunAsGroup
+	}
+	var pUID, pGID, pFS *int64
+	if psc := spec.SecurityContext; psc != nil {
+		pUID, pGID, pFS = psc.RunAsUser, psc.RunAsGroup, psc.FSGroup
+	}
+	pick(&ra.UID, cUID, pUID)
+	pick(&ra.GID, cGID, pGID, cUID, pUID)
+	pick(&ra.FSGroup, pFS, cGID, pGID)
+	return ra
+}
+
+// restoreJobLabels are the labels of the restore's Jobs and their pods. LabelClusterNamespace
+// lets the watch map a Job in the datastore's namespace back to its KdcCluster.
+func restoreJobLabels(c *kdcv1alpha1.KdcCluster) map[string]string {
+	return map[string]string{
+		kdcv1alpha1.LabelName:             kdcv1alpha1.ProductName,
+		kdcv1alpha1.LabelComponent:        kdcv1alpha1.ComponentRestore,
+		kdcv1alpha1.LabelPartOf:           kdcv1alpha1.ProductName,
+		kdcv1alpha1.LabelManagedBy:        kdcv1alpha1.ProductName,
+		kdcv1alpha1.LabelCluster:          c.Name,
+		kdcv1alpha1.LabelClusterNamespace: c.Namespace,
+	}
+}
+
+// restoreS3Args are the S3 flags shared by verify and restore.
+func restoreS3Args(in restoreJobInputs) []string {
+	args := []string{"--s3-endpoint=" + in.Location.Endpoint, "--bucket=" + in.Location.Bucket}
+	if in.Location.Prefix != "" {
+		args = append(args, "--prefix="+in.Location.Prefix)
+	}
+	if in.Location.Region != "" {
+		args = append(args, "--region="+in.Location.Region)
+	}
+	return args
+}
+
+// restoreVerifyArgs are the arguments of `kdc-etcd-backup verify`.
+func restoreVerifyArgs(c *kdcv1alpha1.KdcCluster, in restoreJobInputs) []string {
+	return append([]string{"verify", "--key=" + in.Key, "--cluster=" + c.Name}, restoreS3Args(in)...)
+}
+
+// restoreRestoreArgs are the arguments of `kdc-etcd-backup restore`: the member as DS-etcd runs
+// it, the revision bump and mark-compacted (watchers and informers of the tenant re-list).
+func restoreRestoreArgs(c *kdcv1alpha1.KdcCluster, in restoreJobInputs) []string {
+	args := []string{
+		"restore",
+		"--key=" + in.Key,
+		"--cluster=" + c.Name,
+		"--data-dir=" + in.Member.DataDir,
+		"--name=" + in.Member.Name,
+		"--initial-cluster=" + in.Member.InitialCluster,
+		"--initial-advertise-peer-urls=" + strings.Join(in.Member.PeerURLs, ","),
+		"--initial-cluster-token=" + in.Member.ClusterToken,
+		"--bump-revision=" + strconv.Itoa(restoreBumpRevision),
+		"--mark-compacted=true",
+	}
+	return append(args, restoreS3Args(in)...)
+}
+
+// restoreRollbackArgs are the arguments of `kdc-etcd-backup rollback`.
+func restoreRollbackArgs(in restoreJobInputs) []string {
+	return []string{"rollback", "--data-dir=" + in.Member.DataDir}
+}
+
+// restoreJobKind tells the three Jobs apart.
+type restoreJobKind int
+
+const (
+	restoreJobVerify restoreJobKind = iota
+	restoreJobRestore
+	restoreJobRollback
+)
+
+// buildRestoreJob returns the verify, restore or rollback Job of a restore. It is pure.
+//
+//   - verify runs in the cluster's namespace (owned by the KdcCluster), mounts nothing and only
+//     reads the snapshot: the pre-flight proof before anything disruptive;
+//   - restore and rollback run in the datastore's namespace, where the PVC etcd-data-DS-etcd-0
+//     is, mounted at EtcdDataMountPath, as etcd's own user. They never retry (backoffLimit 0): a
+//     second restore run would push the kept previous data out, a second rollback undoes the
+//     first. Everything retriable happens before the swap, so the operator can re-annotate.
+func buildRestoreJob(kind restoreJobKind, c *kdcv1alpha1.KdcCluster, in restoreJobInputs) *batchv1.Job {
+	labels := restoreJobLabels(c)
+	secretEnv := func(name, key string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: in.CredentialSecret},
+			Key:                  key,
+		}}}
+	}
+	ctr := corev1.Container{
+		Name:    restoreContainerName,
+		Image:   in.Image,
+		Command: []string{restoreJobBinary},
+		Env: []corev1.EnvVar{
+			secretEnv("AWS_ACCESS_KEY_ID", obcv1alpha1.SecretKeyAccessKeyID),
+			secretEnv("AWS_SECRET_ACCESS_KEY", obcv1alpha1.SecretKeySecretAccessKey),
+		},
+		VolumeMounts: []corev1.VolumeMount{{Name: restoreTmpVolume, MountPath: "/tmp"}},
+		Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("100m"),
+			corev1.ResourceMemory: resource.MustParse("128Mi"),
+		}},
+		TerminationMessagePolicy: corev1.TerminationMessageReadFile,
+		SecurityContext: &corev1.SecurityContext{
+			AllowPrivilegeEscalation: ptr.To(false),
+			ReadOnlyRootFilesystem:   ptr.To(true),
+			RunAsNonRoot:             ptr.To(true),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		},
+	}
+	volumes := []corev1.Volume{{Name: restoreTmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	ns, name := c.DataStoreNamespace(), kdcv1alpha1.RestoreJobName(c.Name)
+	backoff := int32(0)
+	ttl := ptr.To(restoreJobTTLSeconds)
+	switch kind {
+	case restoreJobVerify:
+		ns, name, backoff = c.Namespace, kdcv1alpha1.VerifyJobName(c.Name), restoreVerifyBackoffLimit
+		ctr.Args = restoreVerifyArgs(c, in)
+		// Streams the object through its hashes: bounded buffers, no disk.
+		ctr.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")}
+	case restoreJobRestore:
+		ctr.Args = restoreRestoreArgs(c, in)
+		ttl = nil
+	case restoreJobRollback:
+		name = kdcv1alpha1.RollbackJobName(c.Name)
+		ctr.Args = restoreRollbackArgs(in)
+		ctr.Env = nil
+	}
+	if kind != restoreJobVerify {
+		ctr.VolumeMounts = append(ctr.VolumeMounts, corev1.VolumeMount{Name: restoreDataVolume, MountPath: kdcv1alpha1.EtcdDataMountPath})
+		volumes = append(volumes, corev1.Volume{Name: restoreDataVolume, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: kdcv1alpha1.EtcdDataPVCName(c.DataStore())},
+		}})
+	}
+	job := &batchv1.Job{
+		TypeMeta: metav1.TypeMeta{APIVersion: batchv1.SchemeGroupVersion.String(), Kind: "Job"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Namespace:   ns,
+			Labels:      labels,
+			Annotations: map[string]string{kdcv1alpha1.AnnotationRestoreAttempt: in.Attempt},
+		},
+		Spec: batchv1.JobSpec{
+			BackoffLimit:            ptr.To(backoff),
+			TTLSecondsAfterFinished: ttl,
+			PodFailurePolicy: &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{{
+				Action: batchv1.PodFailurePolicyActionFailJob,
+				OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{
+					ContainerName: ptr.To(restoreContainerName),
+					Operator:      batchv1.PodFailurePolicyOnExitCodesOpIn,
+					Values:        restoreNonRetryableExitCodes,
+				},
+			}}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					RestartPolicy:                 corev1.RestartPolicyNever,
+					AutomountServiceAccountToken:  ptr.To(false),
+					EnableServiceLinks:            ptr.To(false),
+					TerminationGracePeriodSeconds: ptr.To[int64](30),
+					SecurityContext: &corev1.PodSecurityContext{
+						RunAsNonRoot:   ptr.To(true),
+						RunAsUser:      ptr.To(in.RunAs.UID),
+						RunAsGroup:     ptr.To(in.RunAs.GID),
+						FSGroup:        ptr.To(in.RunAs.FSGroup),
+						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					},
+					Containers: []corev1.Container{ctr},
+					Volumes:    volumes,
+				},
+			},
+		},
+	}
+	if ns == c.Namespace {
+		job.OwnerReferences = []metav1.OwnerReference{restoreOwnerRef(c)}
+	}
+	return job
+}
+
+// restoreOwnerRef makes the KdcCluster the controller of an object in its namespace.
+func restoreOwnerRef(c *kdcv1alpha1.KdcCluster) metav1.OwnerReference {
+	return metav1.OwnerReference{
+		APIVersion:         kdcv1alpha1.GroupVersion.String(),
+		Kind:               "KdcCluster",
+		Name:               c.Name,
+		UID:                c.UID,
+		Controller:         ptr.To(true),
+		BlockOwnerDeletion: ptr.To(true),
+	}
+}
+
+// restoreFreshBackupJobName is the name of the backup Job started after a successful restore:
+// C-etcd-backup-r<hash of the attempt>, shortened to fit a Job name (which becomes a label).
+func restoreFreshBackupJobName(c *kdcv1alpha1.KdcCluster, attempt string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(attempt))
+	suffix := fmt.Sprintf("-r%08x", h.Sum32())
+	base := kdcv1alpha1.BackupCronJobName(c.Name)
+	if max := validation.DNS1123LabelMaxLength - len(suffix); len(base) > max {
+		base = strings.TrimRight(base[:max], "-.")
+	}
+	return base + suffix
+}
+
+// buildRestoreFreshBackupJob is what `kubectl create job --from=cronjob/C-etcd-backup` creates:
+// a Job from the CronJob's template, owned by the CronJob (so the backup controller sees it like
+// a scheduled run). It is pure.
+func buildRestoreFreshBackupJob(c *kdcv1alpha1.KdcCluster, cj *batchv1.CronJob, attempt string) *batchv1.Job {
+	tmpl := cj.Spec.JobTemplate.DeepCopy()
+	annotations := map[string]string{"cronjob.kubernetes.io/instantiate": "manual", kdcv1alpha1.AnnotationRestoreAttempt: attempt}
+	for k, v := range tmpl.Annotations {
+		annotations[k] = v
+	}
+	return &batchv1.Job{
+		TypeMeta: metav1.TypeMeta{APIVersion: batchv1.SchemeGroupVersion.String(), Kind: "Job"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        restoreFreshBackupJobName(c, attempt),
+			Namespace:   cj.Namespace,
+			Labels:      tmpl.Labels,
+			Annotations: annotations,
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion:         batchv1.SchemeGroupVersion.String(),
+				Kind:               "CronJob",
+				Name:               cj.Name,
+				UID:                cj.UID,
+				Controller:         ptr.To(true),
+				BlockOwnerDeletion: ptr.To(true),
+			}},
+		},
+		Spec: tmpl.Spec,
+	}
+}
+
+// restoreJobResult is the one-line JSON a Job subcommand writes as its termination message
+// (docs/jobs.md); only the fields the controller reports.
+type restoreJobResult struct {
+	Error    string `json:"error"`
+	Reason   string `json:"reason"`
+	ExitCode int    `json:"exitCode"`
+}
+
+// restoreJobFailureDetail explains a failed Job from its pods' termination messages (newest
+// first), falling back to the Job's Failed condition.
+func restoreJobFailureDetail(job *batchv1.Job, pods []corev1.Pod) string {
+	sort.SliceStable(pods, func(i, j int) bool {
+		return pods[j].CreationTimestamp.Before(&pods[i].CreationTimestamp)
+	})
+	for _, p := range pods {
+		for _, cs := range p.Status.ContainerStatuses {
+			t := cs.State.Terminated
+			if cs.Name != restoreContainerName || t == nil || t.ExitCode == 0 {
+				continue
+			}
+			var res restoreJobResult
+			if err := json.Unmarshal([]byte(strings.TrimSpace(t.Message)), &res); err == nil && res.Error != "" {
+				return fmt.Sprintf("Job %s/%s: %s (%s, exit code %d)", job.Namespace, job.Name, res.Error, res.Reason, t.ExitCode)
+			}
+			return fmt.Sprintf("Job %s/%s: container exited with code %d: %s", job.Namespace, job.Name, t.ExitCode, strings.TrimSpace(t.Message))
+		}
+	}
+	if cond := restoreJobCondition(job, batchv1.JobFailed); cond != nil {
+		return fmt.Sprintf("Job %s/%s failed: %s: %s", job.Namespace, job.Name, cond.Reason, cond.Message)
+	}
+	return fmt.Sprintf("Job %s/%s failed", job.Namespace, job.Name)
+}
+
+// restoreJobCondition returns the Job's condition of type t when it is True.
+func restoreJobCondition(job *batchv1.Job, t batchv1.JobConditionType) *batchv1.JobCondition {
+	for i := range job.Status.Conditions {
+		if c := &job.Status.Conditions[i]; c.Type == t && c.Status == corev1.ConditionTrue {
+			return c
+		}
+	}
+	return nil
+}

@@ -1,0 +1,146 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
+	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+)
+
+// restoreJobState is where one of the restore's Jobs stands.
+type restoreJobState int
+
+const (
+	// restoreJobPending: being created, replaced, or still running; wait for its watch event.
+	restoreJobPending restoreJobState = iota
+	restoreJobSucceeded
+	restoreJobFailedState
+)
+
+// ensureRestoreJob makes sure the Job of kind for this restore attempt exists and reports its
+// state. A Job with the same name from another attempt (an earlier restore) is deleted first,
+// in the foreground so its pod is gone before the new one can touch the data volume.
+func (r *RestoreReconciler) ensureRestoreJob(ctx context.Context, s *restoreScope, kind restoreJobKind, in restoreJobInputs) (*batchv1.Job, restoreJobState, error) {
+	want := buildRestoreJob(kind, s.cluster, in)
+	got := &batchv1.Job{}
+	err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), got)
+	switch {
+	case apierrors.IsNotFound(err):
+		if err := r.Client.Create(ctx, want); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				return nil, restoreJobPending, nil
+			}
+			return nil, restoreJobPending, fmt.Errorf("failed to create Job %s: %w", klog.KObj(want), err)
+		}
+		s.log.Info("Created Job", "job", klog.KObj(want))
+		r.event(s, corev1.EventTypeNormal, restoreJobEventReason(kind), "Created Job %s/%s", want.Namespace, want.Name)
+		return want, restoreJobPending, nil
+	case err != nil:
+		return nil, restoreJobPending, fmt.Errorf("failed to get Job %s: %w", klog.KObj(want), err)
+	}
+	if got.Annotations[kdcv1alpha1.AnnotationRestoreAttempt] != in.Attempt {
+		if got.DeletionTimestamp.IsZero() {
+			s.log.Info("Deleting a Job left over from an earlier restore", "job", klog.KObj(got))
+			if err := r.Client.Delete(ctx, got, client.PropagationPolicy(metav1.DeletePropagationForeground),
+				client.Preconditions{UID: &got.UID}); client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
+				return nil, restoreJobPending, fmt.Errorf("failed to delete stale Job %s: %w", klog.KObj(got), err)
+			}
+		}
+		return nil, restoreJobPending, nil
+	}
+	switch {
+	case restoreJobCondition(got, batchv1.JobComplete) != nil:
+		return got, restoreJobSucceeded, nil
+	case restoreJobCondition(got, batchv1.JobFailed) != nil:
+		return got, restoreJobFailedState, nil
+	}
+	return got, restoreJobPending, nil
+}
+
+// restoreJobEventReason is the Event reason of creating a Job of kind.
+func restoreJobEventReason(kind restoreJobKind) string {
+	switch kind {
+	case restoreJobVerify:
+		return "VerifyJobCreated"
+	case restoreJobRollback:
+		return "RollbackJobCreated"
+	}
+	return "RestoreJobCreated"
+}
+
+// jobFailureDetail reads a failed Job's pods (uncached: their status is not in the metadata
+// cache) and explains the failure.
+func (r *RestoreReconciler) jobFailureDetail(ctx context.Context, job *batchv1.Job) string {
+	var pods corev1.PodList
+	if err := r.APIReader.List(ctx, &pods, client.InNamespace(job.Namespace),
+		client.MatchingLabels{batchv1.JobNameLabel: job.Name}); err != nil {
+		return restoreJobFailureDetail(job, nil) + " (pods unreadable: " + err.Error() + ")"
+	}
+	var mine []corev1.Pod
+	for _, p := range pods.Items {
+		if metav1.IsControlledBy(&p, job) {
+			mine = append(mine, p)
+		}
+	}
+	return restoreJobFailureDetail(job, mine)
+}
+
+// deleteRestoreJob deletes a Job of the restore by name, ignoring NotFound.
+func (r *RestoreReconciler) deleteRestoreJob(ctx context.Context, namespace, name string, policy metav1.DeletionPropagation) error {
+	job := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}}
+	if err := r.Client.Delete(ctx, job, client.PropagationPolicy(policy)); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("failed to delete Job %s: %w", klog.KObj(job), err)
+	}
+	return nil
+}
+
+// restoreInputsError is a failure to resolve the Jobs' inputs, with its restore failure reason.
+type restoreInputsError struct {
+	reason string
+	err    error
+}
+
+func (e *restoreInputsError) Error() string { return e.err.Error() }
+
+// jobInputs resolves everything the restore's Jobs need: the S3 location and credentials exactly
+// as the backup CronJob resolves them (resolveBackupS3Location, backupCredentialSecret), and the
+// etcd member and user from DS-etcd. A *restoreInputsError carries the failure reason.
+func (r *RestoreReconciler) jobInputs(ctx context.Context, s *restoreScope, sts *appsv1.StatefulSet) (restoreJobInputs, error) {
+	c := s.cluster
+	key := client.ObjectKey{Namespace: c.Namespace, Name: kdcv1alpha1.ObjectBucketClaimName}
+	var obc *obcv1alpha1.ObjectBucketClaim
+	if o := (&obcv1alpha1.ObjectBucketClaim{}); r.APIReader.Get(ctx, key, o) == nil {
+		obc = o
+	}
+	var cm *corev1.ConfigMap
+	if o := (&corev1.ConfigMap{}); r.APIReader.Get(ctx, key, o) == nil {
+		cm = o
+	}
+	loc, err := resolveBackupS3Location(c, obc, cm, r.Options.S3Endpoint)
+	if err != nil {
+		return restoreJobInputs{}, &restoreInputsError{kdcv1alpha1.ReasonS3NotAvailable,
+			fmt.Errorf("%w: set spec.backup.s3Endpoint or make the ObjectBucketClaim %s Bound", err, kdcv1alpha1.ObjectBucketClaimName)}
+	}
+	in := restoreJobInputs{
+		Image:            r.Options.Image,
+		Key:              s.key(),
+		Attempt:          s.attempt(),
+		Location:         loc,
+		CredentialSecret: backupCredentialSecret(c),
+	}
+	if in.Member, err = deriveEtcdMember(sts); err != nil {
+		return restoreJobInputs{}, &restoreInputsError{kdcv1alpha1.ReasonEtcdMemberUnknown,
+			fmt.Errorf("StatefulSet %s: %w", klog.KObj(sts), err)}
+	}
+	in.RunAs = restoreRunAsOf(&sts.Spec.Template.Spec)
+	return in, nil
+}
