@@ -7,6 +7,7 @@ import (
 
 	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/controller"
 	"kube-dc.com/etcd-backup/webhook"
 )
 
@@ -26,6 +27,11 @@ func setupComponents(mgr ctrl.Manager, o managerOptions) error {
 	_ = o
 	if o.enableWebhooks {
 		if err := webhook.SetupWithManager(mgr, webhook.Options{ControllerUsername: o.controllerUsername}); err != nil {
+			return err
+		}
+	}
+	if o.enableCtrl {
+		if err := controller.SetupBackupReconciler(mgr, controller.Options{Image: o.image, S3Endpoint: o.s3Endpoint}); err != nil {
 			return err
 		}
 	}
