@@ -147,9 +147,11 @@ type restoreScope struct {
 	finished bool
 }
 
-func (s *restoreScope) ann(k string) string            { return s.cluster.Annotations[k] }
-func (s *restoreScope) key() string                    { return s.ann(kdcv1alpha1.AnnotationRestoreFrom) }
-func (s *restoreScope) phase() kdcv1alpha1.RestorePhase { return kdcv1alpha1.RestorePhaseOf(s.cluster.Annotations) }
+func (s *restoreScope) ann(k string) string { return s.cluster.Annotations[k] }
+func (s *restoreScope) key() string         { return s.ann(kdcv1alpha1.AnnotationRestoreFrom) }
+func (s *restoreScope) phase() kdcv1alpha1.RestorePhase {
+	return kdcv1alpha1.RestorePhaseOf(s.cluster.Annotations)
+}
 
 // attempt identifies this restore: the restore-started-at value, stamped on its Jobs.
 func (s *restoreScope) attempt() string { return s.ann(kdcv1alpha1.AnnotationRestoreStartedAt) }

@@ -34,6 +34,9 @@ func setupComponents(mgr ctrl.Manager, o managerOptions) error {
 		if err := controller.SetupBackupReconciler(mgr, controller.Options{Image: o.image, S3Endpoint: o.s3Endpoint}); err != nil {
 			return err
 		}
+		if err := controller.SetupRestoreReconciler(mgr, controller.Options{Image: o.image, S3Endpoint: o.s3Endpoint, RestoreTimeouts: o.restoreTimeouts}); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"kube-dc.com/etcd-backup/certs"
+	"kube-dc.com/etcd-backup/controller"
 	"kube-dc.com/etcd-backup/version"
 )
 
@@ -34,6 +35,7 @@ type managerOptions struct {
 	s3Endpoint                 string
 	controllerUsername         string
 	enableWebhooks, enableCtrl bool
+	restoreTimeouts            controller.RestoreTimeouts
 }
 
 func (o *managerOptions) bind(fs *flag.FlagSet) {
@@ -51,6 +53,14 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.controllerUsername, "controller-username", defaultControllerUsername(), "username of the controller's identity: the only one allowed to write restore bookkeeping annotations")
 	fs.BoolVar(&o.enableWebhooks, "enable-webhooks", true, "serve the admission webhooks")
 	fs.BoolVar(&o.enableCtrl, "enable-controllers", true, "run the backup and restore controllers")
+	t := &o.restoreTimeouts
+	fs.DurationVar(&t.Validating, "restore-validating-timeout", controller.DefaultValidatingTimeout, "restore: deadline of the Validating phase (the verify Job)")
+	fs.DurationVar(&t.Drain, "restore-drain-timeout", controller.DefaultDrainTimeout, "restore: deadline of DrainingControlPlane")
+	fs.DurationVar(&t.EtcdStop, "restore-etcd-stop-timeout", controller.DefaultEtcdStopTimeout, "restore: deadline of StoppingEtcd")
+	fs.DurationVar(&t.RestoreJob, "restore-job-timeout", controller.DefaultRestoreJobTimeout, "restore: deadline of RestoringSnapshot (the restore Job)")
+	fs.DurationVar(&t.EtcdStart, "restore-etcd-start-timeout", controller.DefaultEtcdStartTimeout, "restore: deadline of StartingEtcd")
+	fs.DurationVar(&t.ControlPlaneStart, "restore-control-plane-start-timeout", controller.DefaultControlPlaneStartTimeout, "restore: deadline of StartingControlPlane")
+	fs.DurationVar(&t.Recovery, "restore-recovery-timeout", controller.DefaultRecoveryTimeout, "restore: deadline of bringing the cluster back after a failure")
 }
 
 // defaultControllerUsername is the manager's own service account, from the downward API.
