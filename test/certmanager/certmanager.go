@@ -156,6 +156,16 @@ func (r *runner) run(ctx context.Context, name string, fn func() error) {
 	})
 }
 
+// failed returns the error that ended the components, if one did, else err.
+func (r *runner) failed(err error) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil {
+		return r.err
+	}
+	return err
+}
+
 func (r *runner) stop() error {
 	r.cancel()
 	r.wg.Wait()
@@ -211,12 +221,12 @@ func (r *runner) startControllers(ctx context.Context, kubeconfig string, opts O
 	r.shutdown = append(r.shutdown, base.SharedInformerFactory.Shutdown, base.KubeSharedInformerFactory.Shutdown)
 	for typ, ok := range base.SharedInformerFactory.WaitForCacheSync(ctx.Done()) {
 		if !ok {
-			return fmt.Errorf("cert-manager informer for %v did not sync", typ)
+			return r.failed(fmt.Errorf("cert-manager informer for %v did not sync", typ))
 		}
 	}
 	for typ, ok := range base.KubeSharedInformerFactory.WaitForCacheSync(ctx.Done()) {
 		if !ok {
-			return fmt.Errorf("cert-manager informer for %s did not sync", typ)
+			return r.failed(fmt.Errorf("cert-manager informer for %s did not sync", typ))
 		}
 	}
 	return nil
@@ -256,7 +266,7 @@ func (r *runner) startCAInjector(ctx context.Context, cfg *rest.Config, opts Opt
 	}
 	r.run(ctx, "cainjector", func() error { return mgr.Start(ctx) })
 	if !mgr.GetCache().WaitForCacheSync(ctx) {
-		return errors.New("cainjector caches did not sync")
+		return r.failed(errors.New("cainjector caches did not sync"))
 	}
 	return nil
 }

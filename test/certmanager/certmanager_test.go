@@ -1,13 +1,10 @@
 package certmanager_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -35,26 +32,6 @@ const (
 	timeout = 60 * time.Second
 	poll    = 100 * time.Millisecond
 )
-
-func TestCRDPaths(t *testing.T) {
-	paths, err := certmanager.CRDPaths()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{
-		"cert-manager.io_certificates.yaml", "cert-manager.io_certificaterequests.yaml",
-		"cert-manager.io_issuers.yaml", "cert-manager.io_clusterissuers.yaml",
-		"acme.cert-manager.io_orders.yaml", "acme.cert-manager.io_challenges.yaml",
-	} {
-		data, err := os.ReadFile(filepath.Join(paths[0], f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if bytes.Contains(data, []byte("{{")) {
-			t.Errorf("%s is templated; CRDDir must render it", f)
-		}
-	}
-}
 
 // TestCertManager runs the chain the product's install uses through cert-manager's real
 // controllers and CA injector: self-signed Issuer -> CA Certificate -> CA Issuer -> serving

@@ -28,8 +28,14 @@
 // approver controller approves every CertificateRequest for cert-manager.io issuers, as in a
 // default install).
 //
-// CRDs: CRDDir, CRDPaths and InstallCRDs use the CRD files of the cert-manager module's
-// deploy/crds directory, found in the module cache with `go list -m` (and `go mod download`
-// when absent). In v1.21 these are plain YAML (no Helm templating), so they are used as they
-// are; should a later version template them, this is the place to render them.
+// CRDs: CRDDir, CRDPaths and InstallCRDs (thin wrappers of package crds, which tests that need
+// only the CRDs import so as not to compile cert-manager's controllers) use the CRD files of the
+// cert-manager module's deploy/crds directory, found in the module cache with `go list -m` (and
+// `go mod download` when absent). In v1.21 these are plain YAML (no Helm templating), so they
+// are used as they are.
+//
+// Known leftovers: cert-manager's controller contexts start event broadcasters that cert-manager
+// itself never shuts down, so a few idle goroutines outlive stop. The CA injector's reconcilers
+// log to controller-runtime's global logger (ctrl.Log); set it (ctrl.SetLogger) to see or
+// silence them.
 package certmanager

@@ -1,4 +1,11 @@
-package certmanager
+// Package crds locates and installs cert-manager's CRDs, from the deploy/crds directory of the
+// cert-manager Go module in go.mod (found in the module cache with `go list -m`, downloaded with
+// `go mod download` when absent). In v1.21 these files are plain YAML, not Helm templates, so
+// they are used as they are; should a later version template them, render them here.
+//
+// It is separate from package certmanager so that tests which only need the CRDs (the
+// server-side dry-run of the install) do not compile cert-manager's controllers.
+package crds
 
 import (
 	"bytes"
@@ -27,11 +34,11 @@ var (
 	crdDirErr  error
 )
 
-// CRDDir is the deploy/crds directory of the cert-manager module the project builds with:
+// Dir is the deploy/crds directory of the cert-manager module the project builds with:
 // Certificate, CertificateRequest, Issuer, ClusterIssuer, Order and Challenge CRDs as plain
 // YAML. It runs the go command in the module root (`go list -m`, then `go mod download` if the
 // module is not in the module cache yet).
-func CRDDir() (string, error) {
+func Dir() (string, error) {
 	crdDirOnce.Do(func() {
 		dir, err := moduleDir()
 		if err != nil {
@@ -46,20 +53,20 @@ func CRDDir() (string, error) {
 	return crdDir, crdDirErr
 }
 
-// CRDPaths returns the cert-manager CRD directory as a list, ready for
+// Paths returns the cert-manager CRD directory as a list, ready for
 // framework.Options.ExtraCRDPaths or envtest.CRDInstallOptions.Paths.
-func CRDPaths() ([]string, error) {
-	dir, err := CRDDir()
+func Paths() ([]string, error) {
+	dir, err := Dir()
 	if err != nil {
 		return nil, err
 	}
 	return []string{dir}, nil
 }
 
-// InstallCRDs installs cert-manager's CRDs into the cluster of cfg and waits until they are
+// Install installs cert-manager's CRDs into the cluster of cfg and waits until they are
 // served. It is idempotent.
-func InstallCRDs(ctx context.Context, cfg *rest.Config) error {
-	paths, err := CRDPaths()
+func Install(ctx context.Context, cfg *rest.Config) error {
+	paths, err := Paths()
 	if err != nil {
 		return err
 	}
