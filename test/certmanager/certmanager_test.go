@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,6 +186,38 @@ func TestCertManager(t *testing.T) {
 		waitReady(ctx, g, c, ns, crt.Name)
 		g.Expect(parseCert(g, secret(ctx, g, c, ns, crt.Name).Data[corev1.TLSCertKey]).Subject.CommonName).To(gomega.Equal("cluster-ca"))
 	})
+}
+
+// TestStartNeedsCRDs: without cert-manager's CRDs Start fails at once with a hint instead of
+// waiting forever for its informers; InstallCRDs on a fresh cluster fixes that.
+func TestStartNeedsCRDs(t *testing.T) {
+	ctrl.SetLogger(logr.Discard())
+	ctx := context.Background()
+	env, err := framework.Start(framework.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := env.Stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if stop, err := certmanager.Start(ctx, env.Config, certmanager.Options{}); err == nil {
+		_ = stop()
+		t.Fatal("Start succeeded without cert-manager's CRDs")
+	} else if !strings.Contains(err.Error(), "InstallCRDs") {
+		t.Errorf("error without a hint: %v", err)
+	}
+	if err := certmanager.InstallCRDs(ctx, env.Config); err != nil {
+		t.Fatal(err)
+	}
+	stop, err := certmanager.Start(ctx, env.Config, certmanager.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stop(); err != nil {
+		t.Error(err)
+	}
 }
 
 func newClient(t *testing.T, env *framework.Env) client.Client {
