@@ -1,0 +1,48 @@
+package nodeagent_test
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"kube-dc.com/etcd-backup/test/framework"
+	"kube-dc.com/etcd-backup/test/nodeagent"
+)
+
+var (
+	env   *framework.Env
+	cm    *framework.ControllerManager
+	agent *nodeagent.Agent
+	ctx   context.Context
+)
+
+func TestNodeAgent(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Node agent suite")
+}
+
+var _ = BeforeSuite(func() {
+	if os.Geteuid() != 0 {
+		Fail("the node agent needs root: containers run in their own mount namespace (CLONE_NEWNS)")
+	}
+	var cancel context.CancelFunc
+	ctx, cancel = context.WithCancel(context.Background())
+	DeferCleanup(cancel)
+	var err error
+	env, err = framework.Start(framework.Options{})
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { Expect(env.Stop()).To(Succeed()) })
+	cm, err = env.StartControllerManager()
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { Expect(cm.Stop()).To(Succeed()) })
+	GinkgoWriter.Printf("kube-controller-manager log: %s\n", cm.LogPath())
+	log := zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true))
+	agent = nodeagent.New(env.Config, nodeagent.Options{Logger: &log})
+	Expect(agent.Start(ctx)).To(Succeed())
+	DeferCleanup(agent.Stop)
+	GinkgoWriter.Printf("node agent state and logs: %s\n", agent.StateDir())
+})
