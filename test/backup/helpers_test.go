@@ -1,0 +1,181 @@
+package backup
+
+import (
+	"time"
+
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
+	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+)
+
+// testDataStore is the datastore every fixture cluster uses.
+const testDataStore = "ds1"
+
+// createOBC creates the namespace's managed-k8s-backups claim in phase (empty: no status).
+func createOBC(ns string, phase obcv1alpha1.ObjectBucketClaimPhase) {
+	obc := &obcv1alpha1.ObjectBucketClaim{ObjectMeta: metav1.ObjectMeta{Name: kdcv1alpha1.ObjectBucketClaimName, Namespace: ns},
+		Spec: obcv1alpha1.ObjectBucketClaimSpec{GenerateBucketName: "backups"}}
+	ExpectWithOffset(1, env.Client.Create(ctx, obc)).To(Succeed())
+	if phase != "" {
+		setOBCPhase(ns, phase)
+	}
+}
+
+// setOBCPhase plays the bucket provisioner.
+func setOBCPhase(ns string, phase obcv1alpha1.ObjectBucketClaimPhase) {
+	obc := &obcv1alpha1.ObjectBucketClaim{}
+	ExpectWithOffset(1, env.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: kdcv1alpha1.ObjectBucketClaimName}, obc)).To(Succeed())
+	obc.Status.Phase = phase
+	ExpectWithOffset(1, env.Client.Status().Update(ctx, obc)).To(Succeed())
+}
+
+// createEtcdStatefulSet creates DS-etcd with its governing Service name and a named client port.
+func createEtcdStatefulSet(ns, ds string) {
+	labels := map[string]string{"app": ds + "-etcd"}
+	sts := &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: kdcv1alpha1.EtcdStatefulSetName(ds), Namespace: ns},
+		Spec: appsv1.StatefulSetSpec{
+			ServiceName: ds + "-etcd",
+			Replicas:    ptr.To[int32](1),
+			Selector:    &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "etcd", Image: "registry.k8s.io/etcd:3.5.21-0",
+					Ports: []corev1.ContainerPort{{Name: "client", ContainerPort: 2379}, {Name: "peer", ContainerPort: 2380}},
+				}}},
+			},
+		},
+	}
+	ExpectWithOffset(1, env.Client.Create(ctx, sts)).To(Succeed())
+}
+
+// createCluster creates a KdcCluster named prod.
+func createCluster(ns string, mutate ...func(*kdcv1alpha1.KdcCluster)) *kdcv1alpha1.KdcCluster {
+	c := &kdcv1alpha1.KdcCluster{ObjectMeta: metav1.ObjectMeta{Name: "prod", Namespace: ns}}
+	for _, m := range mutate {
+		m(c)
+	}
+	ExpectWithOffset(1, env.Client.Create(ctx, c)).To(Succeed())
+	return c
+}
+
+// setDataStoreName plays the cluster provisioner.
+func setDataStoreName(c *kdcv1alpha1.KdcCluster, ds string) {
+	EventuallyWithOffset(1, func(g Gomega) {
+		got := &kdcv1alpha1.KdcCluster{}
+		g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(c), got)).To(Succeed())
+		got.Status.DataStoreName = ds
+		g.Expect(env.Client.Status().Update(ctx, got)).To(Succeed())
+	}).Should(Succeed())
+}
+
+// createScheduledCluster creates everything a CronJob needs: a Bound claim, the etcd
+// StatefulSet and a cluster with status.dataStoreName, and waits for the CronJob.
+func createScheduledCluster(ns string, mutate ...func(*kdcv1alpha1.KdcCluster)) *kdcv1alpha1.KdcCluster {
+	createOBC(ns, obcv1alpha1.PhaseBound)
+	createEtcdStatefulSet(ns, testDataStore)
+	c := createCluster(ns, mutate...)
+	setDataStoreName(c, testDataStore)
+	EventuallyWithOffset(1, func(g Gomega) {
+		g.Expect(env.Client.Get(ctx, cronJobKey(c), &batchv1.CronJob{})).To(Succeed())
+		g.Expect(backupReady(g, c).Status).To(Equal(metav1.ConditionTrue))
+	}).Should(Succeed())
+	return c
+}
+
+func cronJobKey(c *kdcv1alpha1.KdcCluster) types.NamespacedName {
+	return types.NamespacedName{Namespace: c.Namespace, Name: kdcv1alpha1.BackupCronJobName(c.Name)}
+}
+
+// backupReady is the cluster's BackupReady condition; it fails g when there is none.
+func backupReady(g Gomega, c *kdcv1alpha1.KdcCluster) metav1.Condition {
+	got := &kdcv1alpha1.KdcCluster{}
+	g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(c), got)).To(Succeed())
+	cond := meta.FindStatusCondition(got.Status.Conditions, kdcv1alpha1.ConditionBackupReady)
+	g.Expect(cond).NotTo(BeNil(), "no BackupReady condition")
+	return *cond
+}
+
+// jobFromCronJob is what `kubectl create job --from=cronjob/...` creates, with an optional
+// change (such as a back-off limit of 0 so a failure is final at once).
+func jobFromCronJob(cj *batchv1.CronJob, name string, mutate ...func(*batchv1.Job)) *batchv1.Job {
+	tmpl := cj.Spec.JobTemplate
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: name, Namespace: cj.Namespace, Labels: tmpl.Labels,
+			Annotations:     map[string]string{"cronjob.kubernetes.io/instantiate": "manual"},
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(cj, batchv1.SchemeGroupVersion.WithKind("CronJob"))},
+		},
+		Spec: *tmpl.Spec.DeepCopy(),
+	}
+	for _, m := range mutate {
+		m(job)
+	}
+	return job
+}
+
+// finishJobPods plays the kubelet: every pod of the Job that has not finished terminates with
+// exitCode and the termination message msg. It returns how many pods it finished.
+func finishJobPods(g Gomega, job *batchv1.Job, exitCode int32, msg string) int {
+	pods := &corev1.PodList{}
+	g.Expect(env.Client.List(ctx, pods, client.InNamespace(job.Namespace),
+		client.MatchingLabels{batchv1.JobNameLabel: job.Name})).To(Succeed())
+	n := 0
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+			continue
+		}
+		now := metav1.NewTime(time.Now())
+		phase, reason := corev1.PodSucceeded, "Completed"
+		if exitCode != 0 {
+			phase, reason = corev1.PodFailed, "Error"
+		}
+		p.Status.Phase = phase
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{{
+			Name: p.Spec.Containers[0].Name, Image: p.Spec.Containers[0].Image,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+				ExitCode: exitCode, Reason: reason, Message: msg, StartedAt: now, FinishedAt: now,
+			}},
+		}}
+		g.Expect(env.Client.Status().Update(ctx, p)).To(Succeed())
+		n++
+	}
+	return n
+}
+
+// gaugeValue reads a gauge from controller-runtime's metrics registry.
+func gaugeValue(g Gomega, name string, labels map[string]string) (float64, bool) {
+	families, err := metrics.Registry.Gather()
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metric:
+		for _, m := range f.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue metric
+				}
+			}
+			return m.GetGauge().GetValue(), true
+		}
+	}
+	return 0, false
+}
