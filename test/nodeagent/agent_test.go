@@ -252,4 +252,77 @@ var _ = Describe("Node agent", func() {
 		Expect(pod.Status.ContainerStatuses[0].Ready).To(BeTrue())
 		Expect(strings.HasPrefix(pod.Status.PodIP, "127.")).To(BeTrue())
 	})
+
+	It("runs a Deployment with init containers, Secret/ConfigMap/emptyDir volumes, an exec probe and a restart", func() {
+		Expect(env.Client.Create(ctx, &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "creds"},
+			Data:       map[string][]byte{"user": []byte("admin"), "other": []byte("x")},
+		})).To(Succeed())
+		Expect(env.Client.Create(ctx, &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "conf"},
+			Data:       map[string]string{"app.conf": "greeting=hi"},
+		})).To(Succeed())
+		const root = "/var/run/nodeagent-test"
+		labels := map[string]string{"app": "web"}
+		dep := &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"},
+			Spec: appsv1.DeploymentSpec{
+				Replicas: ptr.To[int32](1),
+				Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{
+					ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					Spec: corev1.PodSpec{
+						TerminationGracePeriodSeconds: ptr.To[int64](5),
+						Volumes: []corev1.Volume{
+							{Name: "creds", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+								SecretName: "creds", Items: []corev1.KeyToPath{{Key: "user", Path: "sub/user.txt"}}}}},
+							{Name: "conf", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+								LocalObjectReference: corev1.LocalObjectReference{Name: "conf"}}}},
+							{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
+						},
+						InitContainers: []corev1.Container{{
+							Name: "prepare", Image: "etcd",
+							Command:      []string{"sh", "-c", "cp " + root + "/conf/app.conf " + root + "/work/ && echo $(POD_IP) > " + root + "/work/ip"},
+							Env:          []corev1.EnvVar{{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}}},
+							VolumeMounts: []corev1.VolumeMount{{Name: "conf", MountPath: root + "/conf", ReadOnly: true}, {Name: "work", MountPath: root + "/work"}},
+						}},
+						Containers: []corev1.Container{{
+							Name: "main", Image: "etcd",
+							// Crashes on its first run, then runs until stopped.
+							Command: []string{"sh", "-c", "cd " + root + "/work; if [ ! -f crashed ]; then touch crashed; exit 1; fi; grep -q greeting=hi app.conf && touch ready; exec sleep 3600"},
+							ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{
+								"sh", "-c", "test -f " + root + "/work/ready && test $(cat " + root + "/secret/sub/user.txt) = admin"}}}},
+							VolumeMounts: []corev1.VolumeMount{{Name: "creds", MountPath: root + "/secret", ReadOnly: true}, {Name: "work", MountPath: root + "/work"}},
+						}},
+					},
+				},
+			},
+		}
+		Expect(env.Client.Create(ctx, dep)).To(Succeed())
+		var pod corev1.Pod
+		Eventually(func(g Gomega) {
+			g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(dep), dep)).To(Succeed())
+			g.Expect(dep.Status.AvailableReplicas).To(BeEquivalentTo(1))
+			var pods corev1.PodList
+			g.Expect(env.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels(labels))).To(Succeed())
+			g.Expect(pods.Items).To(HaveLen(1))
+			pod = pods.Items[0]
+		}).WithTimeout(60 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+		Expect(pod.Status.Phase).To(Equal(corev1.PodRunning))
+		Expect(pod.Status.InitContainerStatuses[0].State.Terminated).To(HaveField("ExitCode", BeZero()))
+		main := pod.Status.ContainerStatuses[0]
+		Expect(main.Ready).To(BeTrue())
+		Expect(main.RestartCount).To(BeEquivalentTo(1))
+		Expect(main.LastTerminationState.Terminated).To(HaveField("ExitCode", BeEquivalentTo(1)))
+		Expect(agent.LogPath(&pod, "main")).To(BeAnExistingFile())
+
+		By("deleting the pod: its process stops and the Deployment replaces it")
+		Expect(env.Client.Delete(ctx, &pod)).To(Succeed())
+		Eventually(func(g Gomega) {
+			var pods corev1.PodList
+			g.Expect(env.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels(labels))).To(Succeed())
+			g.Expect(pods.Items).To(HaveLen(1))
+			g.Expect(pods.Items[0].UID).NotTo(Equal(pod.UID))
+		}).WithTimeout(30 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+	})
 })

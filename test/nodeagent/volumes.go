@@ -504,6 +504,7 @@ func (a *Agent) bindClaim(ctx context.Context, claim *corev1.PersistentVolumeCla
 			return "", fmt.Errorf("failed to mark PersistentVolume %s bound: %w", pvName, err)
 		}
 	}
+	changed := false
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cur, err := a.kube.CoreV1().PersistentVolumeClaims(claim.Namespace).Get(ctx, claim.Name, metav1.GetOptions{})
 		if err != nil {
@@ -512,6 +513,10 @@ func (a *Agent) bindClaim(ctx context.Context, claim *corev1.PersistentVolumeCla
 		if cur.UID != claim.UID {
 			return fmt.Errorf("PersistentVolumeClaim %s was replaced", klog.KObj(claim))
 		}
+		if cur.Spec.VolumeName == pvName && cur.Status.Phase == corev1.ClaimBound {
+			return nil
+		}
+		changed = true
 		if cur.Spec.VolumeName == "" {
 			cur.Spec.VolumeName = pvName
 			if cur.Annotations == nil {
@@ -531,6 +536,9 @@ func (a *Agent) bindClaim(ctx context.Context, claim *corev1.PersistentVolumeCla
 	})
 	if err != nil {
 		return "", fmt.Errorf("failed to bind PersistentVolumeClaim %s: %w", klog.KObj(claim), err)
+	}
+	if !changed {
+		return dir, nil
 	}
 	a.log.Info("Bound PersistentVolumeClaim", "claim", klog.KObj(claim), "volume", pvName, "path", dir)
 	return dir, nil
