@@ -90,7 +90,7 @@ func expectRejected(err error, reason string) {
 	GinkgoHelper()
 	Expect(err).To(HaveOccurred())
 	Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want an Invalid (422) error, got %v", err)
-	Expect(err.Error()).To(ContainSubstring(reason+": "))
+	Expect(err.Error()).To(ContainSubstring(reason + ": "))
 }
 
 var _ = Describe("KdcCluster restore requests", func() {
@@ -132,7 +132,7 @@ var _ = Describe("KdcCluster restore requests", func() {
 		Entry("the controller advances the state",
 			admissionCase{replicas: 1, initial: running(kdcv1alpha1.PhaseValidating), asController: true,
 				patch: map[string]*string{kdcv1alpha1.AnnotationRestoreState: set(string(kdcv1alpha1.PhaseDrainingControlPlane)), kdcv1alpha1.AnnotationRestoreControlPlaneReplicas: set("2")},
-				want: plus(running(kdcv1alpha1.PhaseDrainingControlPlane), kdcv1alpha1.AnnotationRestoreControlPlaneReplicas, "2")}),
+				want:  plus(running(kdcv1alpha1.PhaseDrainingControlPlane), kdcv1alpha1.AnnotationRestoreControlPlaneReplicas, "2")}),
 		Entry("the controller clears a finished restore",
 			admissionCase{replicas: 1, initial: running(kdcv1alpha1.PhaseStartingControlPlane), asController: true,
 				patch: map[string]*string{kdcv1alpha1.AnnotationRestoreFrom: nil, kdcv1alpha1.AnnotationRestoreState: nil,
