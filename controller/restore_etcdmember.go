@@ -37,6 +37,8 @@ type restoreEtcdMember struct {
 }
 
 var (
+	// restoreUnquote drops shell quotes from a word of a script.
+	restoreUnquote     = strings.NewReplacer(`"`, "", "'", "")
 	restoreKubeVarRef  = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)`)
 	restoreShellVarRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)`)
 )
@@ -91,7 +93,7 @@ func deriveEtcdMember(sts *appsv1.StatefulSet) (restoreEtcdMember, error) {
 				return m
 			})
 			for _, f := range strings.Fields(w) {
-				words = append(words, strings.Trim(f, `"'`))
+				words = append(words, restoreUnquote.Replace(f))
 			}
 			continue
 		}

@@ -91,7 +91,7 @@ func restoreRunAsOf(spec *corev1.PodSpec) restoreRunAs {
 	}
 	pick(&ra.UID, cUID, pUID)
 	pick(&ra.GID, cGID, pGID, cUID, pUID)
-	pick(&ra.FSGroup, pFS, cGID, pGID)
+	pick(&ra.FSGroup, pFS, cGID, pGID, cUID, pUID)
 	return ra
 }
 

@@ -68,8 +68,8 @@ func testEtcdStatefulSet(ns, ds string, replicas int32) *appsv1.StatefulSet {
 				Spec: corev1.PodSpec{
 					SecurityContext: &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](1000), FSGroup: ptr.To[int64](1000)},
 					Containers: []corev1.Container{{
-						Name:  "etcd",
-						Image: "registry.k8s.io/etcd:3.5.21-0",
+						Name:    "etcd",
+						Image:   "registry.k8s.io/etcd:3.5.21-0",
 						Command: []string{"etcd"},
 						Args: []string{
 							"--data-dir=/var/run/etcd/default.etcd",
