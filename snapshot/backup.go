@@ -195,6 +195,9 @@ func Backup(ctx context.Context, o BackupOptions) (*BackupResult, error) {
 		},
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return res, errorf(ExitFailed, "backup to s3://%s/%s was interrupted (%w); the multipart upload was aborted and nothing was stored", o.Location.Bucket, res.ObjectKey, context.Cause(ctx))
+		}
 		var se *Error
 		if errors.As(err, &se) { // the stream's own failure, surfaced through the uploader
 			return res, se

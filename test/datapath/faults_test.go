@@ -215,48 +215,38 @@ func TestFailureClasses(t *testing.T) {
 	}
 }
 
-// waitForMultipartUpload polls until a multipart upload under prefix is in progress.
-func waitForMultipartUpload(t *testing.T, c *s3.Client, prefix string, backupDone <-chan struct{}) bool {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		select {
-		case <-backupDone:
-			return false
-		default:
-		}
-		out, err := c.ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket), Prefix: aws.String(prefix)})
-		if err == nil && len(out.Uploads) > 0 {
-			return true
-		}
-	}
-	t.Fatalf("no multipart upload under %s appeared", prefix)
-	return false
-}
-
 // TestInterruptedUploads kills MinIO in the middle of a multipart upload, and separately
 // cancels a backup in the middle of one (as SIGTERM does): the backup fails and no object, not
-// even a partial one, is visible afterwards; a cancelled upload is aborted.
+// even a partial one, is visible afterwards; a cancelled upload is aborted. A gate proxy in front
+// of MinIO holds the upload after its first part, so the interruption hits mid-upload every time.
 func TestInterruptedUploads(t *testing.T) {
 	en := newEnv(t)
 	e := framework.StartEtcd(t, framework.EtcdOptions{})
-	fill(t, e.Client(t), "/registry/secrets/", 600, 100<<10) // ~60 MB
+	fill(t, e.Client(t), "/registry/secrets/", 300, 100<<10) // ~30 MB
 
 	run := func(t *testing.T, ctx context.Context, cluster string, interrupt func()) error {
+		proxy := newGateProxy(t, strings.TrimPrefix(en.minio.Endpoint, "http://"), 7<<20)
 		o := en.backupOptions(t, e, cluster)
+		o.Location.Endpoint = "http://" + proxy.Addr
 		o.PartSize, o.Concurrency = snapshot.MinPartSize, 1
-		done := make(chan struct{})
-		var err error
+		at := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+		o.Now = func() time.Time { return at }
+		done := make(chan error, 1)
 		go func() {
-			defer close(done)
-			_, err = snapshot.Backup(ctx, o)
+			_, err := snapshot.Backup(ctx, o)
+			done <- err
 		}()
-		if !waitForMultipartUpload(t, en.s3, cluster+"/", done) {
-			t.Skip("the backup finished before the test could interrupt it; the machine is too fast for this test")
+		select {
+		case <-proxy.Reached():
+		case err := <-done:
+			t.Fatalf("backup ended before it sent 7 MiB: %v", err)
+		}
+		if n := multipartUploads(t, en, v1alpha1.SnapshotKey(cluster, at)); n != 1 {
+			t.Fatalf("want one multipart upload in progress, got %d", n)
 		}
 		interrupt()
-		<-done
-		return err
+		proxy.Release()
+		return <-done
 	}
 
 	t.Run("kill MinIO", func(t *testing.T) {
@@ -288,19 +278,28 @@ func TestInterruptedUploads(t *testing.T) {
 		if err == nil {
 			t.Fatal("backup succeeded although it was cancelled")
 		}
+		t.Logf("backup failed as expected: %v", err)
 		for _, k := range en.objectKeys(t) {
 			if strings.HasPrefix(k, "cancelled/") {
 				t.Errorf("object %s is visible after a cancelled backup", k)
 			}
 		}
-		out, lerr := en.s3.ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket), Prefix: aws.String("cancelled/")})
-		if lerr != nil {
-			t.Fatal(lerr)
-		}
-		if len(out.Uploads) != 0 {
-			t.Errorf("the cancelled multipart upload was not aborted: %d uploads remain", len(out.Uploads))
+		key := v1alpha1.SnapshotKey("cancelled", time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC))
+		if n := multipartUploads(t, en, key); n != 0 {
+			t.Errorf("the cancelled multipart upload of %s was not aborted: %d uploads remain", key, n)
 		}
 	})
+}
+
+// multipartUploads counts the multipart uploads in progress for key (MinIO lists them only for
+// an exact object key).
+func multipartUploads(t *testing.T, en *env, key string) int {
+	t.Helper()
+	out, err := en.s3.ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket), Prefix: aws.String(key)})
+	if err != nil {
+		t.Fatalf("failed to list multipart uploads: %v", err)
+	}
+	return len(out.Uploads)
 }
 
 // TestDiskFull restores onto a data volume too small for the snapshot (a tmpfs): the restore
