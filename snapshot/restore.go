@@ -51,6 +51,10 @@ type RestoreOptions struct {
 	// BumpRevision is added to the snapshot's revision; MarkCompacted marks it compacted.
 	BumpRevision  uint64
 	MarkCompacted bool
+	// TargetVersion is the etcd version (X.Y or vX.Y.Z) that will run on the data; the storage
+	// schema is migrated to it, so a snapshot of a newer minor version can be started by an older
+	// one. Empty leaves the schema as etcdutl wrote it.
+	TargetVersion string
 
 	Logger *slog.Logger
 }
@@ -108,6 +112,9 @@ func (o *RestoreOptions) validate() error {
 	}
 	if _, err := types.NewURLsMap(o.InitialCluster); err != nil {
 		return errorf(ExitUsage, "--initial-cluster %q: %w", o.InitialCluster, err)
+	}
+	if _, err := parseTargetVersion(o.TargetVersion); err != nil {
+		return errorf(ExitUsage, "--target-version: %w", err)
 	}
 	if o.MarkCompacted != (o.BumpRevision > 0) {
 		return errorf(ExitUsage, "--bump-revision > 0 and --mark-compacted go together (etcdutl bumps only a revision it marks compacted); use both, or --bump-revision=0 --mark-compacted=false")
@@ -174,6 +181,14 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 			return res, localIOError("restore the snapshot into", restored, err)
 		}
 		return res, errorf(ExitIntegrity, "etcdutl could not restore s3://%s/%s: %w; the object is not a usable etcd snapshot, restore another one (the data directory is unchanged)", o.Location.Bucket, res.ObjectKey, err)
+	}
+	if target, _ := parseTargetVersion(o.TargetVersion); target != nil {
+		if err := migrateStorage(zap.NewNop(), restored, *target); err != nil {
+			if isDiskFull(err) {
+				return res, localIOError("migrate", restored, err)
+			}
+			return res, errorf(ExitIntegrity, "s3://%s/%s cannot be prepared for etcd %s: %w; restore a snapshot taken by etcd %s or older (the data directory is unchanged)", o.Location.Bucket, res.ObjectKey, o.TargetVersion, err, o.TargetVersion)
+		}
 	}
 	if err := os.Remove(snapPath); err != nil {
 		return res, localIOError("remove", snapPath, err)

@@ -24,6 +24,7 @@ func runRestore(ctx context.Context, args []string) int {
 	fs.StringVar(&o.InitialClusterToken, "initial-cluster-token", snapshot.DefaultClusterToken, "etcd --initial-cluster-token")
 	fs.Uint64Var(&o.BumpRevision, "bump-revision", snapshot.DefaultBumpRevision, "added to the snapshot's revision; 0 disables (with --mark-compacted=false)")
 	fs.BoolVar(&o.MarkCompacted, "mark-compacted", true, "mark the bumped revision compacted so watchers re-list")
+	fs.StringVar(&o.TargetVersion, "target-version", "", "etcd version that will run on the data (X.Y or vX.Y.Z, e.g. the datastore's spec.etcd.version); the storage schema is migrated to it")
 	s3Flags(fs, &o.Location)
 	fs.StringVar(&termPath, "termination-message-path", snapshot.DefaultTerminationMessagePath, "where to write the one-line JSON result")
 	if code, done := parseFlags(fs, args); done {

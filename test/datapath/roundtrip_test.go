@@ -174,7 +174,9 @@ func TestCompatibility(t *testing.T) {
 						t.Fatal(err)
 					}
 					dataDir := filepath.Join(t.TempDir(), "default.etcd")
-					if _, err := snapshot.Restore(ctx, en.restoreOptions(t, res.Key, dataDir, peerPort)); err != nil {
+					o := en.restoreOptions(t, res.Key, dataDir, peerPort)
+					o.TargetVersion = dst
+					if _, err := snapshot.Restore(ctx, o); err != nil {
 						t.Fatalf("restore failed: %v", err)
 					}
 					r := framework.StartEtcd(t, framework.EtcdOptions{Version: dst, DataDir: dataDir, PeerPort: peerPort, Certs: e.Certs})
