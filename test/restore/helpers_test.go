@@ -119,7 +119,9 @@ func (t *tenant) waitHealthy() {
 	}).Should(Succeed())
 }
 
-func (t *tenant) key(name string) client.ObjectKey { return client.ObjectKey{Namespace: t.ns, Name: name} }
+func (t *tenant) key(name string) client.ObjectKey {
+	return client.ObjectKey{Namespace: t.ns, Name: name}
+}
 
 func (t *tenant) cluster() *kdcv1alpha1.KdcCluster {
 	GinkgoHelper()

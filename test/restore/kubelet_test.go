@@ -82,7 +82,7 @@ func startKubelet(ns, cluster string) *kubelet {
 			gateRollback: kdcv1alpha1.RollbackJobName(cluster),
 		},
 	}
-	Expect(ctrl.NewControllerManagedBy(mgr).Named("kubelet-"+ns).For(&corev1.Pod{}).
+	Expect(ctrl.NewControllerManagedBy(mgr).Named("kubelet-" + ns).For(&corev1.Pod{}).
 		WatchesRawSource(source.Channel(k.wake, &handler.EnqueueRequestForObject{})).
 		Complete(k)).To(Succeed())
 	kctx, cancel := context.WithCancel(ctx)

@@ -286,4 +286,3 @@ var _ = Describe("Restore across manager restarts", func() {
 		Expect(*t.deployment().Spec.Replicas).To(BeEquivalentTo(cpReplicas))
 	})
 })
-
