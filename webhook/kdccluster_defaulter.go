@@ -15,7 +15,10 @@ import (
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 )
 
-// +kubebuilder:webhook:path=/mutate-k8s-kube-dc-com-v1alpha1-kdccluster,mutating=true,failurePolicy=fail,sideEffects=None,groups=k8s.kube-dc.com,resources=kdcclusters,verbs=create;update,versions=v1alpha1,name=mkdccluster.k8s.kube-dc.com,admissionReviewVersions=v1,timeoutSeconds=5
+// The API server calls the mutating webhook only for a new or changed restore-from (the
+// matchCondition mirrors the first test of StampRestoreRequest), so the controller's many
+// state-machine writes cost no mutating call.
+// +kubebuilder:webhook:path=/mutate-k8s-kube-dc-com-v1alpha1-kdccluster,mutating=true,failurePolicy=fail,sideEffects=None,groups=k8s.kube-dc.com,resources=kdcclusters,verbs=create;update,versions=v1alpha1,name=mkdccluster.k8s.kube-dc.com,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"new-restore-request","expression":"has(object.metadata.annotations) && 'kube-dc.com/restore-from' in object.metadata.annotations && (oldObject == null || !has(oldObject.metadata.annotations) || !('kube-dc.com/restore-from' in oldObject.metadata.annotations) || oldObject.metadata.annotations['kube-dc.com/restore-from'] != object.metadata.annotations['kube-dc.com/restore-from'])"}]}`
 
 // KdcClusterDefaulter is the mutating webhook of KdcCluster: it stamps a new restore request
 // with state Validating, the requester and the request time, so `kubectl get` shows the

@@ -169,6 +169,21 @@ var _ = Describe("KdcCluster restore requests", func() {
 			patch: map[string]*string{kdcv1alpha1.AnnotationRestoreFrom: set("../etc/passwd")}, reason: kdcv1alpha1.ReasonInvalidKey}),
 	)
 
+	It("stamps a restore request made when the cluster is created", func() {
+		ns, err := env.NewNamespace(ctx, "create")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(env.Client.Create(ctx, newDataStore(ns, "ds", 1))).To(Succeed())
+		c := newCluster(ns, "c1", "ds")
+		c.Annotations = map[string]string{kdcv1alpha1.AnnotationRestoreFrom: validKey}
+		Expect(alice.Create(ctx, c)).To(Succeed())
+		matchAnnotations(Default, c.Annotations, stampedBy("alice", validKey))
+
+		By("leaving a later write that keeps restore-from alone unstamped and unchanged")
+		Expect(controller.Patch(ctx, c, annotationsPatch(map[string]*string{kdcv1alpha1.AnnotationRestoreState: nil}))).To(Succeed())
+		Expect(alice.Patch(ctx, c, annotationsPatch(map[string]*string{"example.com/note": set("x")}))).To(Succeed())
+		Expect(c.Annotations).NotTo(HaveKey(kdcv1alpha1.AnnotationRestoreState))
+	})
+
 	It("rejects deleting a cluster while its restore runs", func() {
 		ns, err := env.NewNamespace(ctx, "del")
 		Expect(err).NotTo(HaveOccurred())

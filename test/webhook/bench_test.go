@@ -11,6 +11,7 @@ import (
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -37,18 +38,39 @@ func (l latencies) percentile(p float64) time.Duration {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// admissionBench is the environment of BenchmarkAdmission.
+// admissionBench is the environment of BenchmarkAdmission: datastore ds and clusters c0..cN in
+// two namespaces, one labelled benchLabel.
 type admissionBench struct {
 	env                *framework.Env
-	ns                 string
+	nsOn, nsOff        string
 	operator, ctrlUser client.Client
 }
+
+// benchLabel marks the namespace the "selected" webhook configurations apply to.
+const benchLabel = "kdc-bench-webhooks"
+
+// registration is which webhook configurations are installed.
+type registration int
+
+const (
+	// noWebhooks: none registered.
+	noWebhooks registration = iota
+	// allWebhooks: the generated configurations, as installed.
+	allWebhooks
+	// selectedWebhooks: copies of them for the namespace labelled benchLabel only.
+	selectedWebhooks
+)
 
 // BenchmarkAdmission measures the latency of restore requests (`kubectl annotate ...
 // restore-from=...`, a merge patch) through the real API server at 1, 10 and 50 concurrent
 // clients, with the webhook configurations registered and without, and prints p50/p99 of both
 // and their ratio. Each client annotates its own cluster; between two measured requests the
-// controller's identity clears the request (not measured). Run it with a fixed request count:
+// controller's identity clears the request (not measured).
+//
+// Two designs: "sequential" runs all requests without webhooks, then all with; "paired"
+// registers the webhooks for one of two namespaces only and alternates each client's requests
+// between them, so both sides see the same machine load at the same time (the fair comparison
+// on a shared machine). Run it with a fixed request count:
 //
 //	go test ./test/webhook/ -run '^$' -bench BenchmarkAdmission -benchtime 2000x
 func BenchmarkAdmission(b *testing.B) {
@@ -87,64 +109,107 @@ func BenchmarkAdmission(b *testing.B) {
 	if ab.ctrlUser, err = userClient(env, controllerUser); err != nil {
 		b.Fatal(err)
 	}
-	if ab.ns, err = env.NewNamespace(ctx, "bench"); err != nil {
+	if ab.nsOn, err = env.NewNamespace(ctx, "bench-on"); err != nil {
 		b.Fatal(err)
 	}
-	if err := env.Client.Create(ctx, newDataStore(ab.ns, "ds", 1)); err != nil {
+	if ab.nsOff, err = env.NewNamespace(ctx, "bench-off"); err != nil {
 		b.Fatal(err)
 	}
-	for i := range slices.Max(benchClients) + 1 {
-		if err := env.Client.Create(ctx, newCluster(ab.ns, fmt.Sprintf("c%d", i), "ds")); err != nil {
+	nsOn := &corev1.Namespace{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Name: ab.nsOn}, nsOn); err != nil {
+		b.Fatal(err)
+	}
+	nsOn.Labels[benchLabel] = "true"
+	if err := env.Client.Update(ctx, nsOn); err != nil {
+		b.Fatal(err)
+	}
+	for _, ns := range []string{ab.nsOn, ab.nsOff} {
+		if err := env.Client.Create(ctx, newDataStore(ns, "ds", 1)); err != nil {
 			b.Fatal(err)
+		}
+		for i := range slices.Max(benchClients) + 1 {
+			if err := env.Client.Create(ctx, newCluster(ns, fmt.Sprintf("c%d", i), "ds")); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 
-	results := map[string]latencies{}
+	type pair struct{ off, on latencies }
+	sequential, paired := map[int]*pair{}, map[int]*pair{}
 	for _, clients := range benchClients {
-		for _, registered := range []bool{false, true} {
-			name := fmt.Sprintf("clients=%d/webhooks=%t", clients, registered)
-			b.Run(name, func(b *testing.B) {
-				if err := ab.register(ctx, registered); err != nil {
+		sequential[clients], paired[clients] = &pair{}, &pair{}
+		for _, reg := range []registration{noWebhooks, allWebhooks} {
+			b.Run(fmt.Sprintf("sequential/clients=%d/webhooks=%t", clients, reg == allWebhooks), func(b *testing.B) {
+				if err := ab.register(ctx, reg); err != nil {
 					b.Fatal(err)
 				}
-				if _, err := ab.run(ctx, clients, clients); err != nil { // warm up
+				if _, err := ab.run(ctx, clients, clients, ab.nsOn); err != nil { // warm up
 					b.Fatal(err)
 				}
 				b.ResetTimer()
-				lat, err := ab.run(ctx, clients, b.N)
+				lat, err := ab.run(ctx, clients, b.N, ab.nsOn)
 				b.StopTimer()
 				if err != nil {
 					b.Fatal(err)
 				}
-				b.ReportMetric(ms(lat.percentile(0.50)), "p50-ms")
-				b.ReportMetric(ms(lat.percentile(0.99)), "p99-ms")
-				results[name] = lat
+				b.ReportMetric(ms(lat[ab.nsOn].percentile(0.50)), "p50-ms")
+				b.ReportMetric(ms(lat[ab.nsOn].percentile(0.99)), "p99-ms")
+				if reg == allWebhooks {
+					sequential[clients].on = lat[ab.nsOn]
+				} else {
+					sequential[clients].off = lat[ab.nsOn]
+				}
 			})
 		}
+		b.Run(fmt.Sprintf("paired/clients=%d", clients), func(b *testing.B) {
+			if err := ab.register(ctx, selectedWebhooks); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := ab.run(ctx, clients, 2*clients, ab.nsOn, ab.nsOff); err != nil { // warm up
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			lat, err := ab.run(ctx, clients, b.N, ab.nsOn, ab.nsOff)
+			b.StopTimer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			on, off := lat[ab.nsOn], lat[ab.nsOff]
+			b.ReportMetric(ms(off.percentile(0.50)), "p50-off-ms")
+			b.ReportMetric(ms(off.percentile(0.99)), "p99-off-ms")
+			b.ReportMetric(ms(on.percentile(0.50)), "p50-on-ms")
+			b.ReportMetric(ms(on.percentile(0.99)), "p99-on-ms")
+			paired[clients].on, paired[clients].off = on, off
+		})
 	}
-	if len(results) < 2*len(benchClients) {
-		return
-	}
-	fmt.Fprintf(os.Stdout, "\n%-8s %10s %10s %10s %10s %9s %9s %12s\n", "clients", "p50 off", "p99 off", "p50 on", "p99 on", "p50 x", "p99 x", "p99 added")
-	for _, clients := range benchClients {
-		off, on := results[fmt.Sprintf("clients=%d/webhooks=false", clients)], results[fmt.Sprintf("clients=%d/webhooks=true", clients)]
-		fmt.Fprintf(os.Stdout, "%-8d %8.2fms %8.2fms %8.2fms %8.2fms %8.2fx %8.2fx %10.2fms\n", clients,
-			ms(off.percentile(0.5)), ms(off.percentile(0.99)), ms(on.percentile(0.5)), ms(on.percentile(0.99)),
-			float64(on.percentile(0.5))/float64(off.percentile(0.5)), float64(on.percentile(0.99))/float64(off.percentile(0.99)),
-			ms(on.percentile(0.99)-off.percentile(0.99)))
+	for _, design := range []struct {
+		name    string
+		results map[int]*pair
+	}{{"sequential", sequential}, {"paired", paired}} {
+		fmt.Fprintf(os.Stdout, "\n%s: restore request latency without / with the webhooks\n", design.name)
+		fmt.Fprintf(os.Stdout, "%-8s %8s %10s %10s %10s %10s %7s %7s %10s %10s\n", "clients", "requests", "p50 off", "p99 off", "p50 on", "p99 on", "p50 x", "p99 x", "p50 added", "p99 added")
+		for _, clients := range benchClients {
+			r := design.results[clients]
+			if len(r.on) == 0 || len(r.off) == 0 {
+				continue
+			}
+			off50, off99, on50, on99 := r.off.percentile(0.5), r.off.percentile(0.99), r.on.percentile(0.5), r.on.percentile(0.99)
+			fmt.Fprintf(os.Stdout, "%-8d %8d %8.2fms %8.2fms %8.2fms %8.2fms %6.2fx %6.2fx %8.2fms %8.2fms\n", clients, len(r.on),
+				ms(off50), ms(off99), ms(on50), ms(on99), float64(on50)/float64(off50), float64(on99)/float64(off99), ms(on50-off50), ms(on99-off99))
+		}
 	}
 }
 
-// run sends n restore requests from clients concurrent clients, each on its own cluster, and
-// returns their latencies.
-func (ab *admissionBench) run(ctx context.Context, clients, n int) (latencies, error) {
+// run sends n restore requests from clients concurrent clients, each on its own cluster and
+// going round the namespaces, and returns their latencies by namespace.
+func (ab *admissionBench) run(ctx context.Context, clients, n int, namespaces ...string) (map[string]latencies, error) {
 	clear := annotationsPatch(map[string]*string{
 		kdcv1alpha1.AnnotationRestoreFrom: nil, kdcv1alpha1.AnnotationRestoreState: nil,
 		kdcv1alpha1.AnnotationRestoreRequestedBy: nil, kdcv1alpha1.AnnotationRestoreRequestedAt: nil,
 	})
 	var (
 		mu   sync.Mutex
-		lat  = make(latencies, 0, n)
+		lat  = map[string]latencies{}
 		errs []error
 		wg   sync.WaitGroup
 	)
@@ -157,20 +222,21 @@ func (ab *admissionBench) run(ctx context.Context, clients, n int) (latencies, e
 		go func() {
 			defer wg.Done()
 			name := fmt.Sprintf("c%d", w)
-			c := newCluster(ab.ns, name, "ds")
 			patch := annotationsPatch(map[string]*string{kdcv1alpha1.AnnotationRestoreFrom: set(kdcv1alpha1.SnapshotKey(name, time.Date(2026, 1, 1, 2, 0, 0, 0, time.UTC)))})
-			for range count {
+			for i := range count {
+				ns := namespaces[(i+w)%len(namespaces)]
+				c := newCluster(ns, name, "ds")
 				start := time.Now()
-				err := ab.operator.Patch(ctx, c.DeepCopy(), patch)
+				err := ab.operator.Patch(ctx, c, patch)
 				d := time.Since(start)
 				if err == nil {
-					err = ab.ctrlUser.Patch(ctx, c.DeepCopy(), clear)
+					err = ab.ctrlUser.Patch(ctx, c, clear)
 				}
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, err)
 				} else {
-					lat = append(lat, d)
+					lat[ns] = append(lat[ns], d)
 				}
 				mu.Unlock()
 				if err != nil {
@@ -183,43 +249,63 @@ func (ab *admissionBench) run(ctx context.Context, clients, n int) (latencies, e
 	return lat, errors.Join(errs...)
 }
 
-// register installs (or removes) the webhook configurations and waits until the API server
-// acts accordingly: a dry-run restore request is stamped, and a bad schedule rejected, only
-// with them.
-func (ab *admissionBench) register(ctx context.Context, registered bool) error {
+// register installs the configurations reg asks for, removes the others, and waits until the
+// API server acts accordingly in both namespaces: a dry-run restore request is stamped, and a
+// bad schedule rejected, exactly where the webhooks apply.
+func (ab *admissionBench) register(ctx context.Context, reg registration) error {
 	wh := ab.env.WebhookInstallOptions
-	var objs []client.Object
+	selector := &metav1.LabelSelector{MatchLabels: map[string]string{benchLabel: "true"}}
+	var all, selected []client.Object
 	for _, c := range wh.MutatingWebhooks {
-		objs = append(objs, &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: c.Name}, Webhooks: c.Webhooks})
+		all = append(all, &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: c.Name}, Webhooks: c.Webhooks})
+		s := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "selected-" + c.Name}, Webhooks: slices.Clone(c.Webhooks)}
+		for i := range s.Webhooks {
+			s.Webhooks[i].NamespaceSelector = selector
+		}
+		selected = append(selected, s)
 	}
 	for _, c := range wh.ValidatingWebhooks {
-		objs = append(objs, &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: c.Name}, Webhooks: c.Webhooks})
-	}
-	for _, o := range objs {
-		var err error
-		if registered {
-			err = client.IgnoreAlreadyExists(ab.env.Client.Create(ctx, o))
-		} else {
-			err = client.IgnoreNotFound(ab.env.Client.Delete(ctx, o))
+		all = append(all, &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: c.Name}, Webhooks: c.Webhooks})
+		s := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "selected-" + c.Name}, Webhooks: slices.Clone(c.Webhooks)}
+		for i := range s.Webhooks {
+			s.Webhooks[i].NamespaceSelector = selector
 		}
-		if err != nil {
-			return err
+		selected = append(selected, s)
+	}
+	for _, set := range []struct {
+		objs    []client.Object
+		install bool
+	}{{all, reg == allWebhooks}, {selected, reg == selectedWebhooks}} {
+		for _, o := range set.objs {
+			var err error
+			if set.install {
+				err = client.IgnoreAlreadyExists(ab.env.Client.Create(ctx, o))
+			} else {
+				err = client.IgnoreNotFound(ab.env.Client.Delete(ctx, o))
+			}
+			if err != nil {
+				return err
+			}
 		}
 	}
-	probe := newCluster(ab.ns, fmt.Sprintf("c%d", slices.Max(benchClients)), "ds")
+	want := map[string]bool{ab.nsOn: reg != noWebhooks, ab.nsOff: reg == allWebhooks}
+	probe := fmt.Sprintf("c%d", slices.Max(benchClients))
 	return wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		p := probe.DeepCopy()
-		if err := ab.operator.Patch(ctx, p, annotationsPatch(map[string]*string{kdcv1alpha1.AnnotationRestoreFrom: set(kdcv1alpha1.SnapshotKey(p.Name, time.Now()))}), client.DryRunAll); err != nil {
-			return false, err
+		for ns, active := range want {
+			p := newCluster(ns, probe, "ds")
+			if err := ab.operator.Patch(ctx, p, annotationsPatch(map[string]*string{kdcv1alpha1.AnnotationRestoreFrom: set(kdcv1alpha1.SnapshotKey(probe, time.Now()))}), client.DryRunAll); err != nil {
+				return false, err
+			}
+			bad := newCluster(ns, "probe-bad-schedule", "ds")
+			bad.Spec.Backup.Schedule = "61 * * * *"
+			err := ab.operator.Create(ctx, bad, client.DryRunAll)
+			if err != nil && !apierrors.IsInvalid(err) {
+				return false, err
+			}
+			if stamped, rejected := p.Annotations[kdcv1alpha1.AnnotationRestoreState] != "", err != nil; stamped != active || rejected != active {
+				return false, nil
+			}
 		}
-		stamped := p.Annotations[kdcv1alpha1.AnnotationRestoreState] != ""
-		bad := newCluster(ab.ns, "probe-bad-schedule", "ds")
-		bad.Spec.Backup.Schedule = "61 * * * *"
-		err := ab.operator.Create(ctx, bad, client.DryRunAll)
-		if err != nil && !apierrors.IsInvalid(err) {
-			return false, err
-		}
-		rejected := err != nil
-		return stamped == registered && rejected == registered, nil
+		return true, nil
 	})
 }

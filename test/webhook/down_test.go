@@ -85,7 +85,7 @@ var _ = Describe("A webhook that is down", func() {
 		Eventually(func(g Gomega) {
 			err := alice.Patch(ctx, c.DeepCopy(), annotationsPatch(map[string]*string{"example.com/note": set("down")}))
 			g.Expect(err).To(MatchError(And(
-				ContainSubstring(`failed calling webhook "mkdccluster.k8s.kube-dc.com"`),
+				ContainSubstring(`failed calling webhook "vkdccluster.k8s.kube-dc.com"`),
 				ContainSubstring("connection refused"))))
 		}).Should(Succeed())
 

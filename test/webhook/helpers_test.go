@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/go-logr/logr"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -13,7 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -27,12 +27,8 @@ import (
 const controllerUser = "system:serviceaccount:kdc-etcd-backup-system:kdc-etcd-backup-manager"
 
 func init() {
-	log.SetLogger(zap.New(zap.WriteTo(discard{}), zap.UseDevMode(true)))
+	log.SetLogger(logr.Discard())
 }
-
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // webhookManifests is the configuration controller-gen generates from the webhook markers.
 func webhookManifests() string {
