@@ -63,6 +63,9 @@ type restoreJobInputs struct {
 	Member restoreEtcdMember
 	// RunAs is the user, group and fsGroup of etcd, so the Jobs can write its data directory.
 	RunAs restoreRunAs
+	// TargetVersion is the datastore's spec.etcd.version: the restore migrates the storage
+	// schema down to it, so a snapshot of a newer etcd starts on the version DS-etcd runs.
+	TargetVersion string
 }
 
 // restoreRunAs is the identity the data Jobs run as.
@@ -139,6 +142,9 @@ func restoreRestoreArgs(c *kdcv1alpha1.KdcCluster, in restoreJobInputs) []string
 		"--initial-cluster-token=" + in.Member.ClusterToken,
 		"--bump-revision=" + strconv.Itoa(restoreBumpRevision),
 		"--mark-compacted=true",
+	}
+	if in.TargetVersion != "" {
+		args = append(args, "--target-version="+in.TargetVersion)
 	}
 	return append(args, restoreS3Args(in)...)
 }

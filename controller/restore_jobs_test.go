@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -296,6 +297,32 @@ func TestRestoreJobFailureDetail(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, restoreJobFailureDetail(job, tc.pods)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestRestoreRestoreArgsTargetVersion(t *testing.T) {
+	c := testCluster("ns1", "prod", "ds", nil)
+	cases := []struct {
+		name, version string
+		want          []string
+	}{
+		{"no datastore version leaves the data as etcdutl writes it", "", nil},
+		{"the datastore's version is the migration target", "v3.5.21", []string{"--target-version=v3.5.21"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			in := testJobInputs()
+			in.TargetVersion = tc.version
+			var got []string
+			for _, a := range restoreRestoreArgs(c, in) {
+				if strings.HasPrefix(a, "--target-version") {
+					got = append(got, a)
+				}
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})

@@ -142,5 +142,9 @@ func (r *RestoreReconciler) jobInputs(ctx context.Context, s *restoreScope, sts 
 			fmt.Errorf("StatefulSet %s: %w", klog.KObj(sts), err)}
 	}
 	in.RunAs = restoreRunAsOf(&sts.Spec.Template.Spec)
+	ds := &kdcv1alpha1.KdcClusterDatastore{}
+	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: c.DataStoreNamespace(), Name: c.DataStore()}, ds); err == nil {
+		in.TargetVersion = ds.Spec.Etcd.Version
+	}
 	return in, nil
 }

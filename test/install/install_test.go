@@ -18,7 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
-	"kube-dc.com/etcd-backup/test/certmanager"
+	"kube-dc.com/etcd-backup/test/certmanager/crds"
 	"kube-dc.com/etcd-backup/test/framework"
 )
 
@@ -28,7 +28,7 @@ const (
 )
 
 func TestServerSideDryRunOfTheInstall(t *testing.T) {
-	cmCRDs, err := certmanager.CRDPaths()
+	cmCRDs, err := crds.Paths()
 	if err != nil {
 		t.Fatal(err)
 	}
