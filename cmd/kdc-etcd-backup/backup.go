@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 
 	"kube-dc.com/etcd-backup/api/v1alpha1"
@@ -35,6 +36,11 @@ func runBackup(ctx context.Context, args []string) int {
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// Memory is the part buffers plus a small rest; a soft limit keeps the garbage collector
+		// from letting the heap grow to twice that (docs/benchmarks.md).
+		debug.SetMemoryLimit(backupMemoryLimit)
+	}
 	o.Endpoints = splitList(endpoints)
 	o.RetentionDays = int32(retention)
 	o.Logger = newLogger(os.Stdout)
@@ -53,6 +59,9 @@ func runBackup(ctx context.Context, args []string) int {
 		}
 	})
 }
+
+// backupMemoryLimit is the backup process's soft memory limit (GOMEMLIMIT overrides it).
+const backupMemoryLimit = 32 << 20
 
 // s3Flags registers the S3 location flags every data-path subcommand shares.
 func s3Flags(fs *flag.FlagSet, loc *snapshot.S3Location) {

@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,7 +15,7 @@ import (
 )
 
 // benchSizes are the etcd database sizes of the benchmarks, in MB of values written.
-var benchSizes = []int{20, 200}
+var benchSizes = benchSizesFromEnv()
 
 // benchEtcd starts etcd v3.7 holding about mb megabytes of values.
 func benchEtcd(b *testing.B, mb int) *framework.EtcdServer {
@@ -126,4 +128,19 @@ func BenchmarkRestore(b *testing.B) {
 			b.ReportMetric(float64(rss)/(1<<20), "MiB-maxrss")
 		})
 	}
+}
+
+// benchSizesFromEnv is 20 and 200 MB, or the sizes in KDC_BENCH_SIZES_MB (comma-separated).
+func benchSizesFromEnv() []int {
+	v := os.Getenv("KDC_BENCH_SIZES_MB")
+	if v == "" {
+		return []int{20, 200}
+	}
+	var out []int
+	for _, s := range strings.Split(v, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(s)); err == nil {
+			out = append(out, n)
+		}
+	}
+	return out
 }
