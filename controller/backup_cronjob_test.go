@@ -289,3 +289,42 @@ func TestBackupEtcdEndpoints(t *testing.T) {
 }
 
 func mustQuantity(s string) resource.Quantity { return resource.MustParse(s) }
+
+func TestBackupFieldsMatch(t *testing.T) {
+	want, err := backupToMap(wantBackupCronJob())
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(want, "status")
+	cases := map[string]struct {
+		mutate func(*batchv1.CronJob)
+		want   bool
+	}{
+		"identical": {mutate: func(*batchv1.CronJob) {}, want: true},
+		"server defaults and status only": {mutate: func(cj *batchv1.CronJob) {
+			cj.Spec.Suspend = ptr.To(false)
+			backupContainer(cj).TerminationMessagePath = "/dev/termination-log"
+			backupContainer(cj).ImagePullPolicy = corev1.PullIfNotPresent
+			cj.Status.LastScheduleTime = &metav1.Time{}
+			cj.ResourceVersion = "42"
+		}, want: true},
+		"unmanaged label added":     {mutate: func(cj *batchv1.CronJob) { cj.Labels["team"] = "db" }, want: true},
+		"managed schedule changed":  {mutate: func(cj *batchv1.CronJob) { cj.Spec.Schedule = "5 5 * * *" }, want: false},
+		"managed label changed":     {mutate: func(cj *batchv1.CronJob) { cj.Labels["app.kubernetes.io/managed-by"] = "x" }, want: false},
+		"argument removed":          {mutate: func(cj *batchv1.CronJob) { backupContainer(cj).Args = backupContainer(cj).Args[:2] }, want: false},
+		"security context loosened": {mutate: func(cj *batchv1.CronJob) { backupContainer(cj).SecurityContext.ReadOnlyRootFilesystem = nil }, want: false},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			cj := wantBackupCronJob()
+			tc.mutate(cj)
+			have, err := backupToMap(cj)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := backupFieldsMatch(want, have); got != tc.want {
+				t.Errorf("backupFieldsMatch() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

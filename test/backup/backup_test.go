@@ -8,10 +8,12 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	. "github.com/onsi/gomega/gstruct"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -108,6 +110,16 @@ var _ = Describe("Backup controller", func() {
 
 	It("records a successful backup of a Job created from the CronJob", func() {
 		c := createScheduledCluster(ns)
+		By("the restore reconciler's condition, which backup status writes must leave alone")
+		restoreReady := metav1.Condition{Type: kdcv1alpha1.ConditionRestoreReady, Status: metav1.ConditionTrue,
+			Reason: kdcv1alpha1.ReasonRestoreSucceeded, Message: `Restore from "prod/prod-20250101T000000Z.db" complete`}
+		Eventually(func(g Gomega) {
+			got := &kdcv1alpha1.KdcCluster{}
+			g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(c), got)).To(Succeed())
+			meta.SetStatusCondition(&got.Status.Conditions, restoreReady)
+			g.Expect(env.Client.Status().Update(ctx, got)).To(Succeed())
+		}).Should(Succeed())
+
 		By("kubectl create job --from=cronjob/prod-etcd-backup")
 		out, err := env.Kubectl(ctx, "create", "job", "-n", ns, "--from=cronjob/prod-etcd-backup", "manual-1")
 		Expect(err).NotTo(HaveOccurred(), out)
@@ -127,6 +139,8 @@ var _ = Describe("Backup controller", func() {
 			g.Expect(got.Status.BackupBucket).To(Equal(ns + "-managed-k8s-backups"))
 			g.Expect(got.Status.BackupDestinationPath).To(Equal("s3://" + ns + "-managed-k8s-backups"))
 			g.Expect(backupReady(g, c)).To(BeComparableTo(condition(metav1.ConditionTrue, kdcv1alpha1.ReasonBackupSucceeded), ignoreVolatile))
+			g.Expect(meta.FindStatusCondition(got.Status.Conditions, kdcv1alpha1.ConditionRestoreReady)).To(
+				PointTo(BeComparableTo(restoreReady, cmpopts.IgnoreFields(metav1.Condition{}, "LastTransitionTime"))))
 		}).Should(Succeed())
 
 		By("an Event with size, checksum and revision")
