@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 	"kube-dc.com/etcd-backup/test/framework"
@@ -37,6 +39,30 @@ func (l latencies) percentile(p float64) time.Duration {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// handlerTime is the total time and count of the webhook handlers (controller-runtime's
+// controller_runtime_webhook_latency_seconds), by webhook path.
+func handlerTime() (map[string]float64, map[string]uint64, error) {
+	families, err := crmetrics.Registry.Gather()
+	if err != nil {
+		return nil, nil, err
+	}
+	sum, count := map[string]float64{}, map[string]uint64{}
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_webhook_latency_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "webhook" {
+					sum[l.GetValue()] += m.GetHistogram().GetSampleSum()
+					count[l.GetValue()] += m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return sum, count, nil
+}
 
 // admissionBench is the environment of BenchmarkAdmission: datastore ds and clusters c0..cN in
 // two namespaces, one labelled benchLabel.
@@ -168,11 +194,26 @@ func BenchmarkAdmission(b *testing.B) {
 			if _, err := ab.run(ctx, clients, 2*clients, ab.nsOn, ab.nsOff); err != nil { // warm up
 				b.Fatal(err)
 			}
+			sum0, count0, err := handlerTime()
+			if err != nil {
+				b.Fatal(err)
+			}
 			b.ResetTimer()
 			lat, err := ab.run(ctx, clients, b.N, ab.nsOn, ab.nsOff)
 			b.StopTimer()
 			if err != nil {
 				b.Fatal(err)
+			}
+			sum1, count1, err := handlerTime()
+			if err != nil {
+				b.Fatal(err)
+			}
+			for path := range sum1 {
+				if n := count1[path] - count0[path]; n > 0 {
+					// e.g. "validate-k8s-kube-dc-com-v1alpha1-kdccluster" -> "validate-kdccluster-handler-ms"
+					parts := strings.Split(strings.TrimPrefix(path, "/"), "-")
+					b.ReportMetric(1000*(sum1[path]-sum0[path])/float64(n), parts[0]+"-"+parts[len(parts)-1]+"-handler-ms")
+				}
 			}
 			on, off := lat[ab.nsOn], lat[ab.nsOff]
 			b.ReportMetric(ms(off.percentile(0.50)), "p50-off-ms")
@@ -186,6 +227,9 @@ func BenchmarkAdmission(b *testing.B) {
 		name    string
 		results map[int]*pair
 	}{{"sequential", sequential}, {"paired", paired}} {
+		if !slices.ContainsFunc(benchClients, func(c int) bool { return len(design.results[c].on) > 0 && len(design.results[c].off) > 0 }) {
+			continue
+		}
 		fmt.Fprintf(os.Stdout, "\n%s: restore request latency without / with the webhooks\n", design.name)
 		fmt.Fprintf(os.Stdout, "%-8s %8s %10s %10s %10s %10s %7s %7s %10s %10s\n", "clients", "requests", "p50 off", "p99 off", "p50 on", "p99 on", "p50 x", "p99 x", "p50 added", "p99 added")
 		for _, clients := range benchClients {
