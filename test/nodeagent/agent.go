@@ -81,6 +81,7 @@ type Agent struct {
 	bindPVCs  workqueue.TypedRateLimitingInterface[string]
 	hostsKick chan struct{}
 	hostsMu   sync.Mutex
+	proxy     *proxier
 
 	mu       sync.Mutex
 	workers  map[types.UID]*podWorker
@@ -119,7 +120,7 @@ func New(cfg *rest.Config, opts Options) *Agent {
 		opts.ClusterDomain = "cluster.local"
 	}
 	if opts.PodCIDR == "" {
-		opts.PodCIDR = fmt.Sprintf("127.%d.%d.0/24", 64+rand.IntN(64), rand.IntN(256))
+		opts.PodCIDR = fmt.Sprintf("127.%d.%d.0/24", 64+rand.IntN(64), rand.IntN(256)) // ServiceCIDR is above
 	}
 	log := textlogger.NewLogger(textlogger.NewConfig())
 	if opts.Logger != nil {
@@ -202,7 +203,11 @@ func (a *Agent) Start(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	kick := func(any) { a.kickHosts() }
+	a.proxy = &proxier{a: a, listeners: map[string]*proxyListener{}}
+	kick := func(any) {
+		a.kickHosts()
+		a.proxy.sync()
+	}
 	if _, err := svcInf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: kick, UpdateFunc: func(_, o any) { kick(o) }, DeleteFunc: kick,
 	}); err != nil {
@@ -233,6 +238,7 @@ func (a *Agent) Start(ctx context.Context) error {
 		<-a.ctx.Done()
 		a.binds.ShutDown()
 		a.bindPVCs.ShutDown()
+		a.proxy.closeAll()
 		factory.Shutdown()
 	})
 	a.log.Info("Node agent started", "hostIP", a.hostIP, "podCIDR", a.opts.PodCIDR, "stateDir", a.opts.StateDir)

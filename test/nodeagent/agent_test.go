@@ -153,7 +153,7 @@ var _ = Describe("Node agent", func() {
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "etcd-client"},
 			Spec: corev1.ServiceSpec{
 				Selector: map[string]string{"app": "etcd"},
-				Ports:    []corev1.ServicePort{{Name: "client", Port: 2379}},
+				Ports:    []corev1.ServicePort{{Name: "client", Port: 12379, TargetPort: intstr.FromString("client")}},
 			},
 		}
 		Expect(env.Client.Create(ctx, clientSvc)).To(Succeed())
@@ -242,9 +242,9 @@ var _ = Describe("Node agent", func() {
 		Expect(env.Client.Patch(ctx, sts, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"replicas":1}}`)))).To(Succeed())
 		waitReady(1)
 
-		By("reading the key back through the ClusterIP and headless Service names")
-		for i, host := range []string{"etcd-client", fmt.Sprintf("etcd.%s.svc.cluster.local", ns)} {
-			term = etcdctlJob(fmt.Sprintf("get-%d", i), "etcdctl --endpoints=http://"+host+":2379 get greeting --print-value-only > /dev/termination-log; grep -w "+host+" /etc/hosts >&2")
+		By("reading the key back through the ClusterIP Service (proxied to the target port) and the headless Service")
+		for i, host := range []string{"etcd-client:12379", fmt.Sprintf("etcd.%s.svc.cluster.local:2379", ns)} {
+			term = etcdctlJob(fmt.Sprintf("get-%d", i), "etcdctl --endpoints=http://"+host+" get greeting --print-value-only > /dev/termination-log")
 			Expect(term.Message).To(Equal("hello\n"), "via %s", host)
 		}
 		var pod corev1.Pod
@@ -324,5 +324,17 @@ var _ = Describe("Node agent", func() {
 			g.Expect(pods.Items).To(HaveLen(1))
 			g.Expect(pods.Items[0].UID).NotTo(Equal(pod.UID))
 		}).WithTimeout(30 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
+	})
+
+	It("gives pods a service account token for in-cluster clients", func() {
+		Expect(env.Client.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reader"}})).To(Succeed())
+		term := runJob(newJob(ns, "whoami", corev1.Container{
+			Image:                    "kubectl",
+			Command:                  []string{"sh", "-c", "kubectl auth whoami -o jsonpath='{.status.userInfo.username}' > /dev/termination-log"},
+			Env:                      []corev1.EnvVar{{Name: "PATH", Value: framework.KubeAssetsDir() + ":/usr/bin:/bin"}},
+			SecurityContext:          &corev1.SecurityContext{RunAsUser: ptr.To[int64](65532)},
+			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		}, func(j *batchv1.Job) { j.Spec.Template.Spec.ServiceAccountName = "reader" }), false)
+		Expect(term.Message).To(Equal("system:serviceaccount:" + ns + ":reader"))
 	})
 })

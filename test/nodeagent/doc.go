@@ -5,7 +5,9 @@
 //
 // # Using it
 //
-//	env, _ := framework.Start(framework.Options{})
+//	env, _ := framework.Start(framework.Options{APIServerFlags: map[string]string{
+//		"service-cluster-ip-range": nodeagent.ServiceCIDR(), // Services on loopback, proxied by the agent
+//	}})
 //	cm, _ := env.StartControllerManager()
 //	agent := nodeagent.New(env.Config, nodeagent.Options{})
 //	if err := agent.Start(ctx); err != nil { ... } // registers the Node, returns when running
@@ -48,11 +50,18 @@
 //     /var/run/secrets/kubernetes.io/serviceaccount if the ServiceAccount exists. Volumes of a
 //     pod running as a non-root user are chowned to it (claims recursively), with fsGroup group
 //     permissions.
+//   - Services: when kube-apiserver's --service-cluster-ip-range is a loopback block
+//     (ServiceCIDR), the agent is also kube-proxy: it listens on every ClusterIP:port of a
+//     Service with a selector and forwards each TCP connection to a ready pod's address and
+//     target port (named ports too). That is how kube-apiserver reaches webhook Services:
+//     Endpoints and EndpointSlices reject loopback addresses, so --enable-aggregator-routing
+//     cannot work here. With the default (non-loopback) range, Service names resolve to one
+//     ready pod's address instead and clients must use the target port.
 //   - /etc/hosts: resolves localhost, the pod's own hostname(.subdomain...), "kubernetes.default"
 //     to the API server, each Service (svc, svc.ns, svc.ns.svc, svc.ns.svc.cluster.local) to its
-//     ready pods' addresses (headless) or one ready pod's address (ClusterIP: there is no
-//     kube-proxy, so clients must use the target port), and pod.subdomain names of StatefulSet
-//     pods. It is rewritten in place as pods and Services change.
+//     ClusterIP (or, see above, one ready pod) or, headless, to all its ready pods, and
+//     pod.subdomain names of StatefulSet pods. It is rewritten in place as pods and Services
+//     change.
 //   - Status: phase Pending/Running/Succeeded/Failed as the kubelet computes it, conditions
 //     PodScheduled, PodReadyToStartContainers, Initialized, ContainersReady, Ready, container
 //     statuses with ready, started, restartCount, state and lastState (exit code, reason,
@@ -69,7 +78,12 @@
 //     (restarts appended; Agent.LogPath; the path is logged when the container first starts).
 //     StateDir is kept after Stop.
 //
-// Not done: Service ports different from target ports (no kube-proxy), live updates of
-// Secret/ConfigMap volumes after the pod started, token refresh, resource limits, liveness
-// probes, lifecycle hooks, ephemeral and sidecar containers, more than one node per API server.
+// Mount points that do not exist on this machine (a mountPath such as /var/run/etcd) are
+// created as empty directories or files on the host before being mounted over inside the
+// container's namespace; nothing is mounted on the host itself.
+//
+// Not done: kubectl logs/exec (no kubelet API; read the log files), live updates of
+// Secret/ConfigMap volumes after the pod started, token refresh, resource limits, liveness and
+// startup probes, lifecycle hooks, ephemeral and sidecar containers, UDP Services, more than one
+// agent per API server.
 package nodeagent

@@ -114,6 +114,11 @@ func (a *Agent) hostsFor(pod *corev1.Pod, ip, hostname string) []byte {
 		if len(svc.Spec.Selector) == 0 {
 			continue
 		}
+		if ip := net.ParseIP(svc.Spec.ClusterIP); ip != nil && ip.IsLoopback() {
+			// The agent proxies it (ServiceCIDR).
+			fmt.Fprintf(&b, "%s\t%s\n", svc.Spec.ClusterIP, strings.Join(names(svc.Name, svc.Namespace), " "))
+			continue
+		}
 		sel := labels.SelectorFromSet(svc.Spec.Selector)
 		headless := svc.Spec.ClusterIP == corev1.ClusterIPNone
 		for _, p := range pods {

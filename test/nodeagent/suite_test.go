@@ -33,7 +33,8 @@ var _ = BeforeSuite(func() {
 	ctx, cancel = context.WithCancel(context.Background())
 	DeferCleanup(cancel)
 	var err error
-	env, err = framework.Start(framework.Options{})
+	// Service ClusterIPs on loopback: the agent proxies them like kube-proxy.
+	env, err = framework.Start(framework.Options{APIServerFlags: map[string]string{"service-cluster-ip-range": nodeagent.ServiceCIDR()}})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { Expect(env.Stop()).To(Succeed()) })
 	cm, err = env.StartControllerManager()
