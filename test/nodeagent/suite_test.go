@@ -42,8 +42,17 @@ var _ = BeforeSuite(func() {
 	DeferCleanup(func() { Expect(cm.Stop()).To(Succeed()) })
 	GinkgoWriter.Printf("kube-controller-manager log: %s\n", cm.LogPath())
 	log := zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true))
-	agent = nodeagent.New(env.Config, nodeagent.Options{Logger: &log})
+	stateDir, err := os.MkdirTemp("", "kdc-nodeagent-test-")
+	Expect(err).NotTo(HaveOccurred())
+	agent = nodeagent.New(env.Config, nodeagent.Options{Logger: &log, StateDir: stateDir})
 	Expect(agent.Start(ctx)).To(Succeed())
 	DeferCleanup(agent.Stop)
 	GinkgoWriter.Printf("node agent state and logs: %s\n", agent.StateDir())
+})
+
+// The state dir (volumes, etcd data, logs) is removed when every spec passed, kept otherwise.
+var _ = ReportAfterSuite("remove the node agent's state", func(r Report) {
+	if r.SuiteSucceeded && agent != nil {
+		_ = os.RemoveAll(agent.StateDir())
+	}
 })
