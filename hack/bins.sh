@@ -58,11 +58,18 @@ import (
 
 func main() { etcdmain.Main(os.Args) }
 GO
+    # No `go mod tidy`: nothing imports etcdctl/etcdutl, so tidy would drop their pinned
+    # requirements and the build would silently fetch the newest release instead.
     (cd "${src}" && go mod init kdc.local/etcdwrap >/dev/null 2>&1 &&
-      go get "go.etcd.io/etcd/server/v3@${v}" "go.etcd.io/etcd/etcdctl/v3@${v}" "go.etcd.io/etcd/etcdutl/v3@${v}" >/dev/null 2>&1 &&
-      go mod tidy >/dev/null 2>&1 || true)
+      go get "go.etcd.io/etcd/server/v3@${v}" "go.etcd.io/etcd/etcdctl/v3@${v}" "go.etcd.io/etcd/etcdutl/v3@${v}")
     (cd "${src}" && mkdir -p "${out}.tmp" &&
       go build -mod=mod -o "${out}.tmp/" ./etcd go.etcd.io/etcd/etcdctl/v3 go.etcd.io/etcd/etcdutl/v3)
+    for b in etcd etcdctl etcdutl; do
+      if ! "${out}.tmp/${b}" --version 2>&1 | grep -q "${v#v}"; then
+        echo "built ${b} is not ${v}: $("${out}.tmp/${b}" --version 2>&1 | head -1)" >&2
+        exit 1
+      fi
+    done
     rm -rf "${out}" && mv "${out}.tmp" "${out}"
   fi
   fresh "${BIN}/etcd-${v}" "etcd-${v}" || link_into "${BIN}/etcd-${v}" "${out}" "etcd-${v}"

@@ -26,7 +26,11 @@ type subcommand struct {
 }
 
 var subcommands = map[string]subcommand{
-	"manager": {"run the admission webhook and the controller", runManager},
+	"manager":  {"run the admission webhook and the controller", runManager},
+	"backup":   {"stream an etcd snapshot to S3 (the backup CronJob's Jobs)", runBackup},
+	"restore":  {"restore a snapshot into the etcd data directory (the restore Job)", runRestore},
+	"verify":   {"download a snapshot and check it, touching no data (restore pre-flight)", runVerify},
+	"rollback": {"swap the previous etcd data directory back after a failed restore", runRollback},
 }
 
 func main() {
