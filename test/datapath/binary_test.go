@@ -26,23 +26,6 @@ var (
 	buildErr  error
 )
 
-// dataPathSubcommands registers this package's subcommands in the binary's dispatch table when
-// main.go does not (yet); used only to build the test binary.
-const dataPathSubcommands = `
-func init() {
-	for name, sc := range map[string]subcommand{
-		"backup":   {"stream an etcd snapshot to S3", runBackup},
-		"restore":  {"restore a snapshot into the etcd data directory", runRestore},
-		"verify":   {"download a snapshot and check it", runVerify},
-		"rollback": {"swap the previous etcd data directory back", runRollback},
-	} {
-		if _, ok := subcommands[name]; !ok {
-			subcommands[name] = sc
-		}
-	}
-}
-`
-
 // binary builds cmd/kdc-etcd-backup once per test process.
 func binary(tb testing.TB) string {
 	tb.Helper()
@@ -62,30 +45,7 @@ func binary(tb testing.TB) string {
 			}
 			return nil
 		}
-		if buildErr = build(); buildErr != nil {
-			return
-		}
-		if exec.Command(binPath, "backup", "-h").Run() == nil {
-			return
-		}
-		mainGo := filepath.Join(root, "cmd", "kdc-etcd-backup", "main.go")
-		src, err := os.ReadFile(mainGo)
-		if err != nil {
-			buildErr = err
-			return
-		}
-		patched := filepath.Join(dir, "main.go")
-		overlay := filepath.Join(dir, "overlay.json")
-		if err := os.WriteFile(patched, append(src, dataPathSubcommands...), 0o600); err != nil {
-			buildErr = err
-			return
-		}
-		ov, _ := json.Marshal(map[string]map[string]string{"Replace": {mainGo: patched}})
-		if err := os.WriteFile(overlay, ov, 0o600); err != nil {
-			buildErr = err
-			return
-		}
-		buildErr = build("-overlay", overlay)
+		buildErr = build()
 	})
 	if buildErr != nil {
 		tb.Fatalf("failed to build the binary: %v", buildErr)
