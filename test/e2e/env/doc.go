@@ -1,0 +1,19 @@
+// Package env brings up, on loopback, the whole environment of the end-to-end story that both
+// `make demo` (test/e2e/demo) and the e2e test (test/e2e) run: a management control plane
+// (envtest's kube-apiserver and etcd plus a real kube-controller-manager), MinIO as the S3
+// endpoint with the buckets and ObjectBucketClaim objects Rook would create, cert-manager's
+// controllers and CA injector (test/certmanager), the node agent (test/nodeagent) that runs
+// pods as local processes, and the manager installed with `kubectl apply -k manifests/default`.
+//
+// On top of it, Tenant lays out a tenant cluster as Kube-DC does (KdcClusterDatastore, an etcd
+// StatefulSet DS-etcd with TLS and a data PVC, a control-plane Deployment C-cp running a real
+// kube-apiserver, the KdcCluster), and story.go holds the steps of the story (backup Job,
+// restore with phase timings) shared by the demo and the test.
+//
+// kube-apiserver reaches the webhook without kube-proxy: it runs with
+// --enable-aggregator-routing=true, so its service resolver sends admission calls to the
+// endpoints of the webhook Service (the manager pods' own 127.x addresses) while verifying the
+// serving certificate for the Service's DNS name.
+//
+// Everything Start starts, Stop ends, by PID (processes) or by cancelling what runs in-process.
+package env

@@ -1,0 +1,468 @@
+package env
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/go-logr/logr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2/textlogger"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
+	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/test/certmanager"
+	"kube-dc.com/etcd-backup/test/framework"
+	"kube-dc.com/etcd-backup/test/nodeagent"
+)
+
+// Names of the install (manifests/default).
+const (
+	ManagerNamespace  = "kdc-etcd-backup-system"
+	ManagerDeployment = "kdc-etcd-backup-manager"
+	WebhookService    = "kdc-etcd-backup-webhook-service"
+	// ValidatingWebhook and MutatingWebhook are the webhook configurations cert-manager's CA
+	// injector fills.
+	ValidatingWebhook = "kdc-etcd-backup-validating-webhook-configuration"
+	MutatingWebhook   = "kdc-etcd-backup-mutating-webhook-configuration"
+)
+
+// Controllers are the kube-controller-manager controllers the story needs: the workload
+// controllers that drive the pods, the garbage collector, and the ServiceAccount controller that gives
+// every namespace its default ServiceAccount.
+var Controllers = append(append([]string{}, framework.DefaultControllers...),
+	"serviceaccount-controller")
+
+// Options tune Start.
+type Options struct {
+	// Logf receives one line per step (the demo prints it with timings, the test logs it).
+	Logf func(format string, args ...any)
+	// Dir holds logs and state; default a new directory under os.TempDir (kept on Stop so the
+	// logs can be read; removed by Stop when RemoveDir is set).
+	Dir string
+	// RemoveDir removes Dir on Stop.
+	RemoveDir bool
+	// MaxProbePeriod caps readiness probe periods of the node agent; default its own (1s).
+	MaxProbePeriod time.Duration
+}
+
+// Env is the whole management environment on loopback: control plane (kube-apiserver, etcd,
+// kube-controller-manager), MinIO, cert-manager, the node agent and the manager installed from
+// manifests/default.
+type Env struct {
+	Mgmt   *framework.Env
+	Client client.Client
+	Kube   kubernetes.Interface
+	Agent  *nodeagent.Agent
+	// Dir holds the logs: kube-controller-manager, MinIO, the node agent (agent.log) and the
+	// pods' containers (nodeagent/pods/*/logs).
+	Dir string
+	// Kubeconfig is the management cluster's admin kubeconfig (kept in Dir).
+	Kubeconfig string
+
+	minio *minio
+	opts  Options
+	stops []namedStop
+}
+
+type namedStop struct {
+	name string
+	f    func() error
+}
+
+func (e *Env) logf(format string, args ...any) {
+	if e.opts.Logf != nil {
+		e.opts.Logf(format, args...)
+	}
+}
+
+func (e *Env) onStop(name string, f func() error) { e.stops = append(e.stops, namedStop{name, f}) }
+
+// Start brings the whole environment up. On error everything started so far is stopped.
+func Start(ctx context.Context, opts Options) (_ *Env, err error) {
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("the e2e environment needs root: the node agent runs each pod in its own mount namespace (uid %d)", os.Geteuid())
+	}
+	if err := requireBinaries(); err != nil {
+		return nil, err
+	}
+	e := &Env{opts: opts}
+	defer func() {
+		if err != nil {
+			_ = e.Stop()
+		}
+	}()
+	if e.Dir = opts.Dir; e.Dir == "" {
+		if e.Dir, err = os.MkdirTemp("", "kdc-e2e-"); err != nil {
+			return nil, err
+		}
+	} else if err := os.MkdirAll(e.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	// Pods run as non-root users and exec binaries from here.
+	if err := os.Chmod(e.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	product, err := productBinary(filepath.Join(e.Dir, "bin"))
+	if err != nil {
+		return nil, err
+	}
+	// cert-manager's CA injector and the framework log through controller-runtime's global logger.
+	ctrl.SetLogger(logr.Discard())
+
+	cmCRDs, err := certmanager.CRDPaths()
+	if err != nil {
+		return nil, fmt.Errorf("failed to find cert-manager's CRDs: %w", err)
+	}
+	e.Mgmt, err = framework.Start(framework.Options{
+		ExtraCRDPaths: cmCRDs,
+		// No kube-proxy: Services get ClusterIPs on loopback and serviceProxy forwards them to
+		// the pods (see proxy.go for why --enable-aggregator-routing cannot be used).
+		APIServerFlags: map[string]string{"service-cluster-ip-range": randomServiceCIDR()},
+	})
+	if err != nil {
+		return nil, err
+	}
+	e.onStop("management control plane", e.Mgmt.Stop)
+	e.Client = e.Mgmt.Client
+	if e.Kube, err = kubernetes.NewForConfig(e.Mgmt.Config); err != nil {
+		return nil, err
+	}
+	e.Kubeconfig = filepath.Join(e.Dir, "management.kubeconfig")
+	if err := copyFile(e.Mgmt.Kubeconfig, e.Kubeconfig); err != nil {
+		return nil, err
+	}
+	e.logf("management control plane up: kube-apiserver %s (%s)", e.Mgmt.Config.Host, framework.KubeVersion)
+
+	proxy, err := startServiceProxy(ctx, e.Kube)
+	if err != nil {
+		return nil, err
+	}
+	e.onStop("service proxy", proxy.Stop)
+
+	kcm, err := e.Mgmt.StartControllerManager(Controllers...)
+	if err != nil {
+		return nil, err
+	}
+	e.onStop("kube-controller-manager", kcm.Stop)
+	e.logf("kube-controller-manager running (log %s)", kcm.LogPath())
+
+	if e.minio, err = startMinIO(ctx, filepath.Join(e.Dir, "minio")); err != nil {
+		return nil, err
+	}
+	e.onStop("MinIO", e.minio.Stop)
+	e.logf("MinIO (S3) on %s", e.minio.Endpoint)
+
+	stopCM, err := certmanager.Start(ctx, e.Mgmt.Config, certmanager.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("failed to start cert-manager: %w", err)
+	}
+	e.onStop("cert-manager", stopCM)
+	e.logf("cert-manager controllers and CA injector running in-process")
+
+	agentLog, err := os.Create(filepath.Join(e.Dir, "agent.log"))
+	if err != nil {
+		return nil, err
+	}
+	logger := textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(agentLog)))
+	images := nodeagent.DefaultImages()
+	images["kdc-etcd-backup"] = product
+	e.Agent = nodeagent.New(e.Mgmt.Config, nodeagent.Options{
+		Images:         images,
+		StateDir:       filepath.Join(e.Dir, "nodeagent"),
+		Logger:         &logger,
+		MaxProbePeriod: opts.MaxProbePeriod,
+	})
+	if err := e.Agent.Start(ctx); err != nil {
+		agentLog.Close()
+		return nil, err
+	}
+	e.onStop("node agent", func() error { e.Agent.Stop(); return agentLog.Close() })
+	e.logf("node agent running pods as local processes (host %s, pod logs under %s)", e.Agent.HostIP(), filepath.Join(e.Dir, "nodeagent", "pods"))
+
+	if err := e.installManager(ctx); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Stop tears everything down in reverse order: the node agent stops every pod process it
+// started, then cert-manager, MinIO, kube-controller-manager and the control plane. It returns
+// the first error.
+func (e *Env) Stop() error {
+	var errs []error
+	for i := len(e.stops) - 1; i >= 0; i-- {
+		if err := e.stops[i].f(); err != nil {
+			errs = append(errs, fmt.Errorf("failed to stop %s: %w", e.stops[i].name, err))
+		}
+	}
+	e.stops = nil
+	if e.opts.RemoveDir && e.Dir != "" {
+		_ = os.RemoveAll(e.Dir)
+	}
+	return errors.Join(errs...)
+}
+
+// installManager runs `kubectl apply -k manifests/default` and waits until the manager
+// Deployment is Available and the CA injector filled both webhook configurations.
+func (e *Env) installManager(ctx context.Context) error {
+	start := time.Now()
+	out, err := e.Kubectl(ctx, "apply", "--server-side", "-k", filepath.Join(framework.RootDir(), "manifests", "default"))
+	if err != nil {
+		return fmt.Errorf("failed to install the manager: %w\n%s", err, out)
+	}
+	e.logf("kubectl apply -k manifests/default: %d objects", countLines(out))
+	err = poll(ctx, 3*time.Minute, 200*time.Millisecond, func() error {
+		for _, name := range []string{ValidatingWebhook, MutatingWebhook} {
+			var bundles [][]byte
+			if name == ValidatingWebhook {
+				var w admissionregistrationv1.ValidatingWebhookConfiguration
+				if err := e.Client.Get(ctx, client.ObjectKey{Name: name}, &w); err != nil {
+					return err
+				}
+				for _, h := range w.Webhooks {
+					bundles = append(bundles, h.ClientConfig.CABundle)
+				}
+			} else {
+				var w admissionregistrationv1.MutatingWebhookConfiguration
+				if err := e.Client.Get(ctx, client.ObjectKey{Name: name}, &w); err != nil {
+					return err
+				}
+				for _, h := range w.Webhooks {
+					bundles = append(bundles, h.ClientConfig.CABundle)
+				}
+			}
+			for _, b := range bundles {
+				if len(b) == 0 {
+					return fmt.Errorf("%s has no caBundle yet", name)
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("cert-manager did not inject the CA into the webhook configurations: %w", err)
+	}
+	e.logf("cert-manager issued the serving certificate and injected its CA into both webhook configurations")
+	err = poll(ctx, 90*time.Second, 200*time.Millisecond, func() error {
+		var d appsv1.Deployment
+		if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ManagerNamespace, Name: ManagerDeployment}, &d); err != nil {
+			return err
+		}
+		for _, c := range d.Status.Conditions {
+			if c.Type == appsv1.DeploymentAvailable && c.Status == corev1.ConditionTrue && d.Status.ReadyReplicas == *d.Spec.Replicas {
+				return nil
+			}
+		}
+		return fmt.Errorf("deployment %s: %d/%d ready", ManagerDeployment, d.Status.ReadyReplicas, *d.Spec.Replicas)
+	})
+	if err != nil {
+		return fmt.Errorf("the manager did not become available: %w; pods:\n%s", err, e.describePods(ctx, ManagerNamespace))
+	}
+	// The endpoints kube-apiserver routes to come from the endpoint controllers; wait until the
+	// webhook answers through them (a dry-run create of an invalid object must be rejected by it).
+	err = poll(ctx, time.Minute, 200*time.Millisecond, func() error {
+		out, err := e.KubectlInput(ctx, probeCluster, "apply", "--dry-run=server", "-f", "-")
+		if err == nil {
+			return errors.New("the webhook admitted an invalid restore request")
+		}
+		if !containsAny(out, "InvalidKey", "denied the request", "Invalid value") {
+			return fmt.Errorf("webhook not reachable yet: %s", out)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("kube-apiserver cannot reach the webhook through Service %s: %w", WebhookService, err)
+	}
+	var pods corev1.PodList
+	if err := e.Client.List(ctx, &pods, client.InNamespace(ManagerNamespace)); err != nil {
+		return err
+	}
+	ips := []string{}
+	for _, p := range pods.Items {
+		ips = append(ips, p.Name+"="+p.Status.PodIP)
+	}
+	e.logf("manager Available in %s (pods %v); kube-apiserver reaches the webhook through Service %s", time.Since(start).Round(10*time.Millisecond), ips, WebhookService)
+	return nil
+}
+
+// probeCluster is a KdcCluster with a malformed restore key; admission must reject it.
+const probeCluster = `apiVersion: k8s.kube-dc.com/v1alpha1
+kind: KdcCluster
+metadata:
+  name: webhook-probe
+  namespace: default
+  annotations:
+    kube-dc.com/restore-from: "../webhook-probe.db"
+spec:
+  dataStore:
+    name: none
+`
+
+// Kubectl runs the built kubectl as the management cluster's admin.
+func (e *Env) Kubectl(ctx context.Context, args ...string) (string, error) {
+	return e.Mgmt.Kubectl(ctx, args...)
+}
+
+// KubectlInput runs kubectl with stdin.
+func (e *Env) KubectlInput(ctx context.Context, stdin string, args ...string) (string, error) {
+	return e.Mgmt.KubectlInput(ctx, stdin, args...)
+}
+
+// S3Endpoint is MinIO's URL.
+func (e *Env) S3Endpoint() string { return e.minio.Endpoint }
+
+// S3 is an S3 client of MinIO with its root credentials.
+func (e *Env) S3() *s3.Client { return e.minio.S3() }
+
+// NewProject creates the project namespace ns with what Rook creates for the ObjectBucketClaim
+// managed-k8s-backups: the bucket NS-managed-k8s-backups, the claim (status Bound), its Secret
+// with the access keys and its ConfigMap with the bucket's name, host and port.
+func (e *Env) NewProject(ctx context.Context, ns string) error {
+	if err := e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	bucket := kdcv1alpha1.DefaultBucketName(ns)
+	if _, err := e.S3().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		return fmt.Errorf("failed to create bucket %s: %w", bucket, err)
+	}
+	name := kdcv1alpha1.ObjectBucketClaimName
+	obc := &obcv1alpha1.ObjectBucketClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       obcv1alpha1.ObjectBucketClaimSpec{BucketName: bucket, StorageClassName: "rook-ceph-bucket"},
+	}
+	if err := e.Client.Create(ctx, obc); err != nil {
+		return err
+	}
+	obc.Status.Phase = obcv1alpha1.PhaseBound
+	if err := e.Client.Status().Update(ctx, obc); err != nil {
+		return fmt.Errorf("failed to mark the ObjectBucketClaim Bound: %w", err)
+	}
+	owner := []metav1.OwnerReference{{APIVersion: obcv1alpha1.GroupVersion.String(), Kind: "ObjectBucketClaim", Name: name, UID: obc.UID}}
+	if err := e.Client.Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, OwnerReferences: owner},
+		StringData: map[string]string{
+			obcv1alpha1.SecretKeyAccessKeyID:     e.minio.AccessKey,
+			obcv1alpha1.SecretKeySecretAccessKey: e.minio.SecretKey,
+		},
+	}); err != nil {
+		return err
+	}
+	if err := e.Client.Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, OwnerReferences: owner},
+		Data: map[string]string{
+			obcv1alpha1.ConfigMapKeyBucketName: bucket,
+			obcv1alpha1.ConfigMapKeyBucketHost: e.minio.Host,
+			obcv1alpha1.ConfigMapKeyBucketPort: strconv.Itoa(e.minio.Port),
+		},
+	}); err != nil {
+		return err
+	}
+	e.logf("project %s: bucket %s, ObjectBucketClaim %s Bound with its Secret and ConfigMap", ns, bucket, name)
+	return nil
+}
+
+// describePods summarises the pods of ns with their log files, for error messages.
+func (e *Env) describePods(ctx context.Context, ns string) string {
+	var pods corev1.PodList
+	if err := e.Client.List(ctx, &pods, client.InNamespace(ns)); err != nil {
+		return err.Error()
+	}
+	s := ""
+	for i := range pods.Items {
+		p := &pods.Items[i]
+		s += fmt.Sprintf("  %s phase=%s ip=%s", p.Name, p.Status.Phase, p.Status.PodIP)
+		for _, c := range p.Status.ContainerStatuses {
+			s += fmt.Sprintf(" %s(ready=%v restarts=%d", c.Name, c.Ready, c.RestartCount)
+			if t := c.LastTerminationState.Terminated; t != nil {
+				s += fmt.Sprintf(" lastExit=%d", t.ExitCode)
+			}
+			if t := c.State.Terminated; t != nil {
+				s += fmt.Sprintf(" exit=%d msg=%q", t.ExitCode, t.Message)
+			}
+			s += fmt.Sprintf(" log %s)", e.Agent.LogPath(p, c.Name))
+		}
+		s += "\n"
+	}
+	out, _ := e.Kubectl(ctx, "get", "deployments,replicasets,statefulsets,jobs,pods,events", "-n", ns, "-o", "wide")
+	return s + out
+}
+
+func requireBinaries() error {
+	bins := []string{
+		filepath.Join(framework.KubeAssetsDir(), "kube-apiserver"),
+		filepath.Join(framework.KubeAssetsDir(), "kube-controller-manager"),
+		framework.Kubectl(),
+		filepath.Join(framework.EtcdDir(framework.EtcdVersion35), "etcd"),
+		filepath.Join(framework.EtcdDir(framework.EtcdVersion35), "etcdutl"),
+		framework.MinIOBinary(),
+	}
+	for _, b := range bins {
+		if _, err := framework.RequireBinary(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// productBinary returns the kdc-etcd-backup binary the node agent runs for the image
+// kdc-etcd-backup (the manager and its Jobs). It builds the working tree's code into dir, so a
+// stale bin/kdc-etcd-backup never runs; without a Go toolchain it falls back to
+// bin/kdc-etcd-backup (`make build`).
+func productBinary(dir string) (string, error) {
+	out := filepath.Join(dir, "kdc-etcd-backup")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/kdc-etcd-backup")
+	cmd.Dir = framework.RootDir()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	buildOut, err := cmd.CombinedOutput()
+	if err == nil {
+		return out, nil
+	}
+	fallback := filepath.Join(framework.RootDir(), "bin", "kdc-etcd-backup")
+	if _, lerr := exec.LookPath(fallback); lerr == nil && errors.Is(err, exec.ErrNotFound) {
+		return fallback, nil
+	}
+	return "", fmt.Errorf("failed to build kdc-etcd-backup (run `make build`): %w\n%s", err, buildOut)
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, b, 0o600)
+}
+
+func countLines(s string) int {
+	n := 0
+	for _, c := range s {
+		if c == '\n' {
+			n++
+		}
+	}
+	return n
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}
