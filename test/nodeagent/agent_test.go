@@ -128,16 +128,25 @@ var _ = Describe("Node agent", func() {
 		Expect(pod.Status.Phase).To(Equal(corev1.PodSucceeded))
 	})
 
-	It("reports a failing Job's exit code and log tail", func() {
-		term := runJob(newJob(ns, "fail", corev1.Container{
+	It("reports a failing Job's exit code and log tail, which a pod failure policy acts on", func() {
+		j := newJob(ns, "fail", corev1.Container{
 			Image:                    "etcd",
 			Command:                  []string{"sh", "-c", "echo boom from $(POD_NAME) >&2; exit 3"},
 			Env:                      []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
 			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-		}), true)
+		}, func(j *batchv1.Job) {
+			j.Spec.BackoffLimit = ptr.To[int32](3)
+			j.Spec.PodFailurePolicy = &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{{
+				Action:      batchv1.PodFailurePolicyActionFailJob,
+				OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{Operator: batchv1.PodFailurePolicyOnExitCodesOpIn, Values: []int32{3}},
+			}}}
+		})
+		term := runJob(j, true)
 		Expect(term.ExitCode).To(BeEquivalentTo(3))
 		Expect(term.Reason).To(Equal("Error"))
 		Expect(term.Message).To(MatchRegexp(`^boom from fail-\w+\n$`))
+		Expect(j.Status.Conditions).To(ContainElement(And(
+			HaveField("Type", batchv1.JobFailed), HaveField("Reason", batchv1.JobReasonPodFailurePolicy))))
 	})
 
 	It("runs an etcd v3.5 StatefulSet whose PVC data survives scale 0 -> 1, reachable by Service names", func() {
@@ -336,5 +345,18 @@ var _ = Describe("Node agent", func() {
 			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 		}, func(j *batchv1.Job) { j.Spec.Template.Spec.ServiceAccountName = "reader" }), false)
 		Expect(term.Message).To(Equal("system:serviceaccount:" + ns + ":reader"))
+	})
+
+	It("reports an image without a local binary as waiting", func() {
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "unknown"},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "main", Image: "example.com/nothing:1"}}},
+		}
+		Expect(env.Client.Create(ctx, pod)).To(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(pod), pod)).To(Succeed())
+			g.Expect(pod.Status.Phase).To(Equal(corev1.PodPending))
+			g.Expect(pod.Status.ContainerStatuses).To(ConsistOf(HaveField("State.Waiting.Reason", "ErrImageNeverPull")))
+		}).WithTimeout(20 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
 	})
 })

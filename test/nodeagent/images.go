@@ -67,7 +67,14 @@ func resolveImage(images map[string]string, image string) (string, error) {
 			return bin, nil
 		}
 	}
-	return "", fmt.Errorf("no local binary for image %q in the node agent's image table", image)
+	return "", &imageError{image}
+}
+
+// imageError says an image has no local binary, reported as ErrImageNeverPull.
+type imageError struct{ image string }
+
+func (e *imageError) Error() string {
+	return fmt.Sprintf("no local binary for image %q in the node agent's image table (Options.Images)", e.image)
 }
 
 // resolveArgv turns a container's command and args into the argv to exec, the image's

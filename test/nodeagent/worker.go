@@ -2,10 +2,10 @@ package nodeagent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -224,7 +224,7 @@ func (w *podWorker) startContainer(ctx context.Context, pod *corev1.Pod, c *cont
 	spec, err := w.launchSpec(ctx, pod, c)
 	if err != nil {
 		reason := "CreateContainerConfigError"
-		if strings.Contains(err.Error(), "image") {
+		if ie := (*imageError)(nil); errors.As(err, &ie) {
 			reason = "ErrImageNeverPull"
 		}
 		c.state = waitingState(reason, err.Error())
