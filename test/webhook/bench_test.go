@@ -26,6 +26,10 @@ import (
 // benchClients are the numbers of concurrent clients BenchmarkAdmission measures.
 var benchClients = []int{1, 10, 50}
 
+// minBenchRequests is the fewest requests a cell measures, whatever b.N (`make bench` runs
+// -benchtime 1x): a p99 needs a sample. -benchtime Nx with a larger N measures N.
+const minBenchRequests = 1000
+
 // latencies are the durations of the measured requests.
 type latencies []time.Duration
 
@@ -96,7 +100,8 @@ const (
 // Two designs: "sequential" runs all requests without webhooks, then all with; "paired"
 // registers the webhooks for one of two namespaces only and alternates each client's requests
 // between them, so both sides see the same machine load at the same time (the fair comparison
-// on a shared machine). Run it with a fixed request count:
+// on a shared machine). Each cell measures max(b.N, minBenchRequests) requests (paired: twice
+// that, half on each side). Run it with a fixed request count:
 //
 //	go test ./test/webhook/ -run '^$' -bench BenchmarkAdmission -benchtime 2000x
 func BenchmarkAdmission(b *testing.B) {
@@ -173,7 +178,7 @@ func BenchmarkAdmission(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.ResetTimer()
-				lat, err := ab.run(ctx, clients, b.N, ab.nsOn)
+				lat, err := ab.run(ctx, clients, max(b.N, minBenchRequests), ab.nsOn)
 				b.StopTimer()
 				if err != nil {
 					b.Fatal(err)
@@ -199,7 +204,7 @@ func BenchmarkAdmission(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.ResetTimer()
-			lat, err := ab.run(ctx, clients, b.N, ab.nsOn, ab.nsOff)
+			lat, err := ab.run(ctx, clients, max(b.N, 2*minBenchRequests), ab.nsOn, ab.nsOff)
 			b.StopTimer()
 			if err != nil {
 				b.Fatal(err)
