@@ -3,6 +3,7 @@ package webhook
 import (
 	"context"
 	"testing"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -22,6 +23,10 @@ var (
 
 func TestWebhook(t *testing.T) {
 	RegisterFailHandler(Fail)
+	// The API server picks up webhook configurations and RBAC asynchronously; on a loaded
+	// machine that takes more than Gomega's default second.
+	SetDefaultEventuallyTimeout(30 * time.Second)
+	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
 	RunSpecs(t, "Webhook suite")
 }
 
@@ -30,7 +35,9 @@ var _ = BeforeSuite(func() {
 	ctx, cancel = context.WithCancel(context.Background())
 	DeferCleanup(cancel)
 
-	var err error
+	// Fails (never skips) with "run `make bins`" when a binary is missing.
+	_, err := framework.RequireBinary(framework.Kubectl())
+	Expect(err).NotTo(HaveOccurred())
 	env, err = framework.Start(framework.Options{Webhooks: webhookInstallOptions()})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { Expect(env.Stop()).To(Succeed()) })
