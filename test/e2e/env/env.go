@@ -43,10 +43,9 @@ const (
 )
 
 // Controllers are the kube-controller-manager controllers the story needs: the workload
-// controllers that drive the pods, the garbage collector, and the ServiceAccount controller that gives
-// every namespace its default ServiceAccount.
-var Controllers = append(append([]string{}, framework.DefaultControllers...),
-	"serviceaccount-controller")
+// controllers that drive the pods and the garbage collector. No endpoint controllers: see
+// serviceProxy.
+var Controllers = framework.DefaultControllers
 
 // Options tune Start.
 type Options struct {
