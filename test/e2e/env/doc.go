@@ -10,10 +10,13 @@
 // kube-apiserver, the KdcCluster), and story.go holds the steps of the story (backup Job,
 // restore with phase timings) shared by the demo and the test.
 //
-// kube-apiserver reaches the webhook without kube-proxy: it runs with
-// --enable-aggregator-routing=true, so its service resolver sends admission calls to the
-// endpoints of the webhook Service (the manager pods' own 127.x addresses) while verifying the
-// serving certificate for the Service's DNS name.
+// kube-apiserver reaches the webhook without kube-proxy through the webhook Service's ClusterIP:
+// the management kube-apiserver allocates ClusterIPs from a loopback block
+// (nodeagent.ServiceCIDR) and the node agent forwards each ClusterIP:port to a ready pod, so TLS
+// stays end to end and the certificate is verified for the Service's DNS name.
+// --enable-aggregator-routing=true (routing to the Service's endpoints) does not work on
+// loopback: Endpoints and EndpointSlices validation rejects 127.0.0.0/8 addresses ("may not be
+// in the loopback range"), so the endpoint controllers never publish the manager pods.
 //
 // Everything Start starts, Stop ends, by PID (processes) or by cancelling what runs in-process.
 package env

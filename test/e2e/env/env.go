@@ -43,16 +43,16 @@ const (
 )
 
 // Controllers are the kube-controller-manager controllers the story needs: the workload
-// controllers that drive the pods and the garbage collector. No endpoint controllers: see
-// serviceProxy.
+// controllers that drive the pods and the garbage collector. No endpoint controllers: they
+// cannot publish loopback pod addresses.
 var Controllers = framework.DefaultControllers
 
 // Options tune Start.
 type Options struct {
 	// Logf receives one line per step (the demo prints it with timings, the test logs it).
 	Logf func(format string, args ...any)
-	// Dir holds logs and state; default a new directory under os.TempDir (kept on Stop so the
-	// logs can be read; removed by Stop when RemoveDir is set).
+	// Dir holds logs and state; default a new directory under /var/tmp (not /tmp, which Job pods
+	// mount an emptyDir over), kept on Stop so the logs can be read unless RemoveDir is set.
 	Dir string
 	// RemoveDir removes Dir on Stop.
 	RemoveDir bool
@@ -107,7 +107,9 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		}
 	}()
 	if e.Dir = opts.Dir; e.Dir == "" {
-		if e.Dir, err = os.MkdirTemp("", "kdc-e2e-"); err != nil {
+		// Not under /tmp: a pod that mounts an emptyDir at /tmp (the verify and restore Jobs)
+		// would hide its own hosts file and binary there.
+		if e.Dir, err = os.MkdirTemp("/var/tmp", "kdc-e2e-"); err != nil {
 			return nil, err
 		}
 	} else if err := os.MkdirAll(e.Dir, 0o755); err != nil {
@@ -130,9 +132,10 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	e.Mgmt, err = framework.Start(framework.Options{
 		ExtraCRDPaths: cmCRDs,
-		// No kube-proxy: Services get ClusterIPs on loopback and serviceProxy forwards them to
-		// the pods (see proxy.go for why --enable-aggregator-routing cannot be used).
-		APIServerFlags: map[string]string{"service-cluster-ip-range": randomServiceCIDR()},
+		// No kube-proxy: Services get ClusterIPs on loopback, which the node agent proxies to
+		// ready pods. --enable-aggregator-routing cannot work here: Endpoints and EndpointSlices
+		// reject loopback addresses, so the manager pods' 127.x addresses are never published.
+		APIServerFlags: map[string]string{"service-cluster-ip-range": nodeagent.ServiceCIDR()},
 	})
 	if err != nil {
 		return nil, err
@@ -147,12 +150,6 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		return nil, err
 	}
 	e.logf("management control plane up: kube-apiserver %s (%s)", e.Mgmt.Config.Host, framework.KubeVersion)
-
-	proxy, err := startServiceProxy(ctx, e.Kube)
-	if err != nil {
-		return nil, err
-	}
-	e.onStop("service proxy", proxy.Stop)
 
 	kcm, err := e.Mgmt.StartControllerManager(Controllers...)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -215,8 +216,8 @@ func (e *Env) CreateTenant(ctx context.Context, o TenantOptions) (*Tenant, error
 		return nil, fmt.Errorf("failed to create KdcCluster %s: %w", c, err)
 	}
 	// The cluster provisioner records the datastore once the control plane is provisioned.
-	cluster.Status.DataStoreName = ds
-	if err := e.Client.Status().Update(ctx, cluster); err != nil {
+	patch := client.RawPatch(types.MergePatchType, []byte(`{"status":{"dataStoreName":"`+ds+`"}}`))
+	if err := e.Client.Status().Patch(ctx, cluster, patch); err != nil {
 		return nil, fmt.Errorf("failed to set status.dataStoreName of KdcCluster %s: %w", c, err)
 	}
 	e.logf("tenant %s/%s: KdcClusterDatastore %s (etcd %s), StatefulSet %s, Deployment %s, KdcCluster %s created", ns, c, ds, o.EtcdVersion, etcdName, cpName, c)

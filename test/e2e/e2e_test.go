@@ -1,0 +1,269 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/test/e2e/env"
+	"kube-dc.com/etcd-backup/test/framework"
+)
+
+// padBytes is how much ConfigMap data the tenant holds before the backup (the RTO target is
+// for a ~20 MB etcd).
+const padBytes = 20 << 20
+
+func TestEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the e2e test starts a whole environment")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatalf("the e2e test needs root: the node agent runs each pod in its own mount namespace (uid %d)", os.Geteuid())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	start := time.Now()
+	logf := func(format string, args ...any) {
+		t.Logf("[%7.2fs] %s", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+	}
+
+	e, err := env.Start(ctx, env.Options{Logf: logf})
+	if err != nil {
+		t.Fatalf("failed to start the environment: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := e.Stop(); err != nil {
+			t.Errorf("failed to tear down: %v", err)
+		}
+		if !t.Failed() {
+			_ = os.RemoveAll(e.Dir)
+		} else {
+			t.Logf("logs kept in %s", e.Dir)
+		}
+	})
+	if err := e.NewProject(ctx, "demo"); err != nil {
+		t.Fatal(err)
+	}
+	tn, err := e.CreateTenant(ctx, env.TenantOptions{Namespace: "demo", Cluster: "tenant", DataStore: "ds1", EtcdVersion: framework.EtcdVersion35})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Tenant data before the backup.
+	const ns = "default"
+	mustPut := func(name string, data map[string]string) {
+		t.Helper()
+		if err := tn.PutConfigMap(ctx, ns, name, data); err != nil {
+			t.Fatalf("failed to write ConfigMap %s in the tenant: %v", name, err)
+		}
+	}
+	expect := func(name string, want map[string]string) {
+		t.Helper()
+		got, found, err := tn.ConfigMap(ctx, ns, name)
+		if err != nil {
+			t.Fatalf("failed to read ConfigMap %s from the tenant: %v", name, err)
+		}
+		switch {
+		case want == nil && found:
+			t.Errorf("tenant serves ConfigMap %s = %v, want it absent", name, got)
+		case want != nil && !found:
+			t.Errorf("tenant does not serve ConfigMap %s, want %v", name, want)
+		case want != nil && fmt.Sprint(got) != fmt.Sprint(want):
+			t.Errorf("tenant ConfigMap %s = %v, want %v", name, got, want)
+		}
+	}
+	mustPut("app-config", map[string]string{"version": "v1"})
+	mustPut("kept", map[string]string{"owner": "team-a"})
+	n, err := tn.Pad(ctx, "padding", padBytes)
+	if err != nil {
+		t.Fatalf("failed to pad the tenant: %v", err)
+	}
+	logf("tenant: ConfigMaps app-config=v1 and kept, plus %d padding ConfigMaps (~%d MiB)", n, padBytes>>20)
+
+	var backup *env.Backup
+	t.Run("backup", func(t *testing.T) {
+		b, err := tn.RunBackup(ctx, "backup-manual-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		backup = b
+		if !strings.HasPrefix(b.Key, "tenant/tenant-") || !strings.HasSuffix(b.Key, ".db") {
+			t.Errorf("status.latestBackupKey = %q, want tenant/tenant-<ts>.db", b.Key)
+		}
+		size, err := tn.SnapshotSize(ctx, b.Key)
+		if err != nil {
+			t.Fatalf("snapshot %s is not in the bucket: %v", b.Key, err)
+		}
+		if size < padBytes {
+			t.Errorf("snapshot is %d bytes, want at least %d (the padding)", size, padBytes)
+		}
+		kc, err := tn.KdcCluster(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := meta.FindStatusCondition(kc.Status.Conditions, kdcv1alpha1.ConditionBackupReady); c == nil || c.Status != "True" {
+			t.Errorf("BackupReady = %+v, want True", c)
+		}
+		logf("backup Job %s uploaded %s (%.1f MiB) in %s", b.Job, b.Key, float64(size)/(1<<20), b.Duration.Round(10*time.Millisecond))
+	})
+	if backup == nil {
+		t.FailNow()
+	}
+
+	// Changes after the snapshot, which the restore must undo.
+	mustPut("app-config", map[string]string{"version": "v2"})
+	mustPut("created-after-backup", map[string]string{"x": "y"})
+	expect("app-config", map[string]string{"version": "v2"})
+
+	t.Run("rejections", func(t *testing.T) {
+		for _, tc := range []struct{ name, key, reason string }{
+			{"foreign key", "other/other-20250101T020000Z.db", kdcv1alpha1.ReasonForeignKey},
+			{"malformed key", "tenant/../tenant-20250101T020000Z.db", kdcv1alpha1.ReasonInvalidKey},
+			{"malformed timestamp", "tenant/tenant-latest.db", kdcv1alpha1.ReasonInvalidKey},
+		} {
+			out, err := tn.Annotate(ctx, tc.key)
+			if err == nil {
+				t.Errorf("%s: kubectl annotate %s was accepted: %s", tc.name, tc.key, out)
+				continue
+			}
+			if !strings.Contains(out, tc.reason+":") {
+				t.Errorf("%s: kubectl annotate %s: got %q, want a webhook denial with reason %s", tc.name, tc.key, out, tc.reason)
+			}
+			logf("rejected (%s): %s", tc.name, out)
+		}
+		kc, err := tn.KdcCluster(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := kc.Annotations[kdcv1alpha1.AnnotationRestoreFrom]; ok {
+			t.Errorf("a rejected request was persisted: restore-from=%q", v)
+		}
+	})
+
+	t.Run("restore", func(t *testing.T) {
+		var phases []kdcv1alpha1.RestorePhase
+		seenInTable := map[string]bool{}
+		rr, err := tn.StartRestore(ctx, backup.Key, env.RestoreOptions{OnPhase: func(p env.PhaseTiming) {
+			phases = append(phases, p.Phase)
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		logf("kubectl annotate kdccluster tenant %s=%s: %s", kdcv1alpha1.AnnotationRestoreFrom, backup.Key, rr.Output)
+
+		// A second, well-formed restore request while this one runs is rejected.
+		second := backup.Key[:len("tenant/tenant-20060102T15")] + "5959Z.db"
+		out, err := tn.Annotate(ctx, second)
+		if err == nil {
+			t.Errorf("a second restore (%s) was accepted while one runs: %s", second, out)
+		} else if !strings.Contains(out, kdcv1alpha1.ReasonRestoreInProgress) {
+			t.Errorf("second restore: got %q, want reason %s", out, kdcv1alpha1.ReasonRestoreInProgress)
+		}
+		logf("rejected (second restore while one runs): %s", out)
+
+		// kubectl get kdccluster shows the phase while it runs.
+		for i := 0; i < 200; i++ {
+			tbl, err := tn.GetKdcCluster(ctx)
+			if err != nil {
+				break
+			}
+			rows := framework.ParseTable(tbl)
+			if len(rows) == 1 && rows[0]["RESTORE"] != "" {
+				seenInTable[rows[0]["RESTORE"]] = true
+			}
+			if len(rows) == 1 && rows[0]["RESTORE"] == "" && len(seenInTable) > 0 {
+				break
+			}
+		}
+		r, err := rr.Wait()
+		if err != nil {
+			t.Fatalf("%v; pods:\n%s", err, describe(ctx, e, "demo"))
+		}
+		if r.Condition.Status != "True" || r.Condition.Reason != kdcv1alpha1.ReasonRestoreSucceeded {
+			t.Fatalf("RestoreReady = %s/%s %q, want True/%s; pods:\n%s", r.Condition.Status, r.Condition.Reason, r.Condition.Message, kdcv1alpha1.ReasonRestoreSucceeded, describe(ctx, e, "demo"))
+		}
+		if want := fmt.Sprintf("Restore from %q complete", backup.Key); r.Condition.Message != want {
+			t.Errorf("RestoreReady message = %q, want %q", r.Condition.Message, want)
+		}
+		if r.Cluster.Status.LatestRestoreKey != backup.Key {
+			t.Errorf("status.latestRestoreKey = %q, want %q", r.Cluster.Status.LatestRestoreKey, backup.Key)
+		}
+		want := kdcv1alpha1.RestorePhases[:6]
+		if fmt.Sprint(phases) != fmt.Sprint(want) {
+			t.Errorf("phases seen by the watch = %v, want %v", phases, want)
+		}
+		if len(seenInTable) == 0 {
+			t.Errorf("kubectl get kdccluster never showed a restore phase")
+		}
+		logf("kubectl get kdccluster showed phases %v", keys(seenInTable))
+		logf("restore RTO %s (annotate -> RestoreReady=True): %s", r.RTO().Round(10*time.Millisecond), breakdown(r))
+
+		if err := tn.WaitReady(ctx, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		expect("app-config", map[string]string{"version": "v1"})
+		expect("kept", map[string]string{"owner": "team-a"})
+		expect("created-after-backup", nil)
+		logf("tenant serves the snapshot's objects: app-config=v1, kept present, created-after-backup gone")
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	t.Run("corrupted snapshot", func(t *testing.T) {
+		b, err := tn.RunBackup(ctx, "backup-manual-2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustPut("app-config", map[string]string{"version": "v3"})
+		if err := tn.CorruptSnapshot(ctx, b.Key); err != nil {
+			t.Fatal(err)
+		}
+		logf("flipped one byte of %s in the bucket", b.Key)
+		r, err := tn.Restore(ctx, b.Key, env.RestoreOptions{})
+		if err != nil {
+			t.Fatalf("%v; pods:\n%s", err, describe(ctx, e, "demo"))
+		}
+		c := r.Condition
+		if c.Status != "False" || c.Reason != kdcv1alpha1.ReasonRestoreFailed {
+			t.Fatalf("RestoreReady = %s/%s %q, want False/%s", c.Status, c.Reason, c.Message, kdcv1alpha1.ReasonRestoreFailed)
+		}
+		if !strings.HasPrefix(c.Message, fmt.Sprintf("Restore from %q failed (", b.Key)) {
+			t.Errorf("RestoreReady message = %q, want it to name the key and the reason", c.Message)
+		}
+		logf("corrupted snapshot: RestoreReady=False reason %s after %s: %s", c.Reason, r.RTO().Round(10*time.Millisecond), c.Message)
+		if err := tn.WaitReady(ctx, 2*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		expect("app-config", map[string]string{"version": "v3"})
+		expect("kept", map[string]string{"owner": "team-a"})
+		logf("tenant still serves its data (app-config=v3)")
+	})
+}
+
+func breakdown(r *env.Restore) string {
+	var parts []string
+	for _, p := range r.PhaseDurations() {
+		parts = append(parts, fmt.Sprintf("%s %s", p.Phase, p.Duration.Round(10*time.Millisecond)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func keys(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+func describe(ctx context.Context, e *env.Env, ns string) string {
+	out, _ := e.Kubectl(ctx, "get", "kdccluster,statefulsets,deployments,jobs,pods,events", "-n", ns, "-o", "wide")
+	return out
+}
