@@ -1,0 +1,277 @@
+// Command demo is `make demo`: it brings up, on loopback, a management cluster with the
+// manager installed from manifests/default, a tenant cluster laid out as Kube-DC does, and walks
+// the story of a backup and a restore, printing each step with its timing (see docs/demo.md).
+//
+//	go run ./test/e2e/demo [--keep] [--pad-mb 20] [--etcd-version v3.5.35] [--compare=true]
+//
+// It tears everything down on exit and on Ctrl-C; --keep keeps it running until Ctrl-C.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/test/e2e/env"
+	"kube-dc.com/etcd-backup/test/framework"
+)
+
+func main() {
+	keep := flag.Bool("keep", false, "keep the environment running after the story until Ctrl-C")
+	padMB := flag.Int("pad-mb", 20, "MiB of ConfigMap data written into the tenant before the backup")
+	etcdVersion := flag.String("etcd-version", framework.EtcdVersion35, "etcd version of the tenant datastore: "+strings.Join([]string{framework.EtcdVersion35, framework.EtcdVersion36, framework.EtcdVersion}, ", "))
+	compare := flag.Bool("compare", true, "also time the restore's steps done directly (etcdutl, etcd, kube-apiserver as plain processes)")
+	dir := flag.String("dir", "", "directory for logs and state (default a new one under /var/tmp)")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	d := &demo{start: time.Now()}
+	err := d.run(ctx, *keep, *padMB, *etcdVersion, *compare, *dir)
+	if d.env != nil {
+		d.say("tearing down (every process this demo started is stopped by its PID)")
+		if serr := d.env.Stop(); serr != nil {
+			fmt.Fprintf(os.Stderr, "demo: teardown: %v\n", serr)
+		}
+		d.say("done; logs kept in %s", d.env.Dir)
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type demo struct {
+	start time.Time
+	env   *env.Env
+	step  int
+}
+
+func (d *demo) stamp() string { return fmt.Sprintf("[%7.2fs]", time.Since(d.start).Seconds()) }
+
+// title starts a numbered step.
+func (d *demo) title(format string, args ...any) {
+	d.step++
+	fmt.Printf("\n%s == %d. %s\n", d.stamp(), d.step, fmt.Sprintf(format, args...))
+}
+
+// say prints a line of the current step.
+func (d *demo) say(format string, args ...any) {
+	fmt.Printf("%s    %s\n", d.stamp(), fmt.Sprintf(format, args...))
+}
+
+// cmd prints a command and its indented output.
+func (d *demo) cmd(command, out string) {
+	fmt.Printf("%s    $ %s\n", d.stamp(), command)
+	for _, l := range strings.Split(strings.TrimRight(out, "\n"), "\n") {
+		fmt.Printf("%s      %s\n", strings.Repeat(" ", len(d.stamp())), l)
+	}
+}
+
+func (d *demo) run(ctx context.Context, keep bool, padMB int, etcdVersion string, compare bool, dir string) error {
+	const (
+		ns      = "demo"
+		cluster = "tenant"
+		ds      = "ds1"
+	)
+	d.title("Management cluster on loopback: kube-apiserver + etcd, kube-controller-manager, MinIO, cert-manager, node agent, the manager")
+	var err error
+	if d.env, err = env.Start(ctx, env.Options{Logf: d.say, Dir: dir}); err != nil {
+		return err
+	}
+	e := d.env
+	out, _ := e.Kubectl(ctx, "get", "deployment,pods,svc", "-n", env.ManagerNamespace, "-o", "wide")
+	d.cmd("kubectl get deployment,pods,svc -n "+env.ManagerNamespace+" -o wide", out)
+
+	d.title("Project %q with its ObjectBucketClaim and a tenant cluster as Kube-DC lays it out", ns)
+	if err := e.NewProject(ctx, ns); err != nil {
+		return err
+	}
+	t, err := e.CreateTenant(ctx, env.TenantOptions{Namespace: ns, Cluster: cluster, DataStore: ds, EtcdVersion: etcdVersion})
+	if err != nil {
+		return err
+	}
+	out, _ = e.Kubectl(ctx, "get", "kdcclusterdatastore,kdccluster,statefulset,deployment,pvc,pods,cronjob", "-n", ns)
+	d.cmd("kubectl get kdcclusterdatastore,kdccluster,statefulset,deployment,pvc,pods,cronjob -n "+ns, out)
+
+	d.title("Tenant objects, through the tenant's own kube-apiserver")
+	if err := t.PutConfigMap(ctx, "default", "app-config", map[string]string{"version": "v1"}); err != nil {
+		return err
+	}
+	if err := t.PutConfigMap(ctx, "default", "kept", map[string]string{"owner": "team-a"}); err != nil {
+		return err
+	}
+	start := time.Now()
+	n, err := t.Pad(ctx, "padding", padMB<<20)
+	if err != nil {
+		return err
+	}
+	d.say("created ConfigMaps app-config (version=v1) and kept, and %d padding ConfigMaps (~%d MiB) in %s", n, padMB, time.Since(start).Round(10*time.Millisecond))
+	d.cmd("kubectl --kubeconfig "+t.Kubeconfig+" get configmaps -n default", tenantGet(ctx, e, t))
+
+	d.title("Backup: a Job from CronJob %s uploads a snapshot", kdcv1alpha1.BackupCronJobName(cluster))
+	d.say("$ kubectl create job -n %s --from=cronjob/%s backup-demo-1", ns, kdcv1alpha1.BackupCronJobName(cluster))
+	b, err := t.RunBackup(ctx, "backup-demo-1")
+	if err != nil {
+		return err
+	}
+	size, _ := t.SnapshotSize(ctx, b.Key)
+	d.say("Job succeeded in %s: status.latestBackupKey = %s (%.1f MiB in s3://%s)", b.Duration.Round(10*time.Millisecond), b.Key, float64(size)/(1<<20), kdcv1alpha1.DefaultBucketName(ns))
+	out, _ = t.GetKdcCluster(ctx)
+	d.cmd("kubectl get kdccluster -n "+ns, out)
+
+	d.title("Changes after the snapshot")
+	if err := t.PutConfigMap(ctx, "default", "app-config", map[string]string{"version": "v2"}); err != nil {
+		return err
+	}
+	if err := t.PutConfigMap(ctx, "default", "created-after-backup", map[string]string{"x": "y"}); err != nil {
+		return err
+	}
+	d.say("app-config changed to version=v2; created-after-backup created")
+	d.cmd("kubectl --kubeconfig "+t.Kubeconfig+" get configmaps -n default -o custom-columns=NAME:.metadata.name,DATA:.data", tenantGetData(ctx, e, t))
+
+	d.title("Bad restore requests are rejected by the webhook (nothing is persisted)")
+	for _, key := range []string{"other/other-20250101T020000Z.db", "tenant/../tenant-20250101T020000Z.db"} {
+		out, err := t.Annotate(ctx, key)
+		if err == nil {
+			return fmt.Errorf("the webhook admitted %s: %s", key, out)
+		}
+		d.cmd(fmt.Sprintf("kubectl annotate kdccluster %s -n %s %s=%s", cluster, ns, kdcv1alpha1.AnnotationRestoreFrom, key), out)
+	}
+
+	d.title("Restore from %s", b.Key)
+	var phases []env.PhaseTiming
+	show := make(chan struct{}, 16)
+	shown := make(chan struct{})
+	go func() {
+		defer close(shown)
+		for range show {
+			out, err := t.GetKdcCluster(ctx)
+			if err == nil {
+				d.cmd("kubectl get kdccluster -n "+ns, out)
+			}
+		}
+	}()
+	rr, err := t.StartRestore(ctx, b.Key, env.RestoreOptions{OnPhase: func(p env.PhaseTiming) {
+		phases = append(phases, p)
+		select {
+		case show <- struct{}{}:
+		default:
+		}
+	}})
+	if err != nil {
+		close(show)
+		return err
+	}
+	d.cmd(fmt.Sprintf("kubectl annotate kdccluster %s -n %s %s=%s", cluster, ns, kdcv1alpha1.AnnotationRestoreFrom, b.Key), rr.Output)
+	second := b.Key[:len("tenant/tenant-20060102T15")] + "5959Z.db"
+	out, err = t.Annotate(ctx, second)
+	if err == nil {
+		close(show)
+		return fmt.Errorf("a second restore was admitted while one runs: %s", out)
+	}
+	d.cmd(fmt.Sprintf("kubectl annotate --overwrite kdccluster %s -n %s %s=%s   # a second restore while one runs", cluster, ns, kdcv1alpha1.AnnotationRestoreFrom, second), out)
+	r, err := rr.Wait()
+	close(show)
+	<-shown
+	if err != nil {
+		return err
+	}
+	out, _ = t.GetKdcCluster(ctx)
+	d.cmd("kubectl get kdccluster -n "+ns, out)
+	d.say("RestoreReady=%s reason %s: %s", r.Condition.Status, r.Condition.Reason, r.Condition.Message)
+	if r.Condition.Status != "True" {
+		return fmt.Errorf("the restore failed: %s", r.Condition.Message)
+	}
+	d.say("RTO (kubectl annotate -> RestoreReady=True): %s", r.RTO().Round(10*time.Millisecond))
+	for _, p := range r.PhaseDurations() {
+		d.say("  %-22s %8s", p.Phase, p.Duration.Round(10*time.Millisecond))
+	}
+
+	d.title("The tenant serves exactly the snapshot's objects")
+	if err := t.WaitReady(ctx, time.Minute); err != nil {
+		return err
+	}
+	d.cmd("kubectl --kubeconfig "+t.Kubeconfig+" get configmaps -n default -o custom-columns=NAME:.metadata.name,DATA:.data", tenantGetData(ctx, e, t))
+	data, found, err := t.ConfigMap(ctx, "default", "app-config")
+	if err != nil {
+		return err
+	}
+	_, after, err := t.ConfigMap(ctx, "default", "created-after-backup")
+	if err != nil {
+		return err
+	}
+	if !found || data["version"] != "v1" || after {
+		return fmt.Errorf("the tenant does not serve the snapshot's data: app-config=%v, created-after-backup present=%v", data, after)
+	}
+	d.say("app-config is back to version=v1 and created-after-backup is gone")
+
+	if compare {
+		d.title("The same steps done directly (no controller, Jobs or pods), on the same snapshot")
+		direct, err := t.DirectRestore(ctx, b.Key)
+		if err != nil {
+			return err
+		}
+		printComparison(d, r, direct)
+	}
+
+	d.title("Environment")
+	d.say("management cluster: kubectl --kubeconfig %s get kdccluster -A", e.Kubeconfig)
+	d.say("tenant cluster:     kubectl --kubeconfig %s get configmaps -A", t.Kubeconfig)
+	d.say("logs: %s (pods under nodeagent/pods/*/logs)", e.Dir)
+	if keep {
+		d.say("--keep: running until Ctrl-C, which tears everything down")
+		<-ctx.Done()
+		return nil
+	}
+	d.say("tearing down now; run with --keep to keep it running until Ctrl-C")
+	return nil
+}
+
+func printComparison(d *demo, r *env.Restore, direct *env.DirectSteps) {
+	byPhase := map[kdcv1alpha1.RestorePhase]time.Duration{}
+	for _, p := range r.PhaseDurations() {
+		byPhase[p.Phase] = p.Duration
+	}
+	rows := []struct {
+		phase  kdcv1alpha1.RestorePhase
+		direct string
+		d      time.Duration
+	}{
+		{kdcv1alpha1.PhaseValidating, "-", 0},
+		{kdcv1alpha1.PhaseDrainingControlPlane, "stop kube-apiserver", direct.StopAPIServer},
+		{kdcv1alpha1.PhaseStoppingEtcd, "stop etcd", direct.StopEtcd},
+		{kdcv1alpha1.PhaseRestoringSnapshot, "etcdutl snapshot restore + swap", direct.Restore},
+		{kdcv1alpha1.PhaseStartingEtcd, "start etcd until healthy", direct.StartEtcd},
+		{kdcv1alpha1.PhaseStartingControlPlane, "start kube-apiserver until ready", direct.StartAPIServer},
+	}
+	d.say("snapshot %.1f MiB", float64(direct.SnapshotBytes)/(1<<20))
+	d.say("%-22s %10s   %-34s %10s", "phase", "controller", "direct step", "direct")
+	for _, row := range rows {
+		dd := "-"
+		if row.d > 0 {
+			dd = row.d.Round(10 * time.Millisecond).String()
+		}
+		d.say("%-22s %10s   %-34s %10s", row.phase, byPhase[row.phase].Round(10*time.Millisecond), row.direct, dd)
+	}
+	overhead := r.RTO() - direct.Total()
+	d.say("%-22s %10s   %-34s %10s", "total (RTO)", r.RTO().Round(10*time.Millisecond), "", direct.Total().Round(10*time.Millisecond))
+	d.say("controller overhead (RTO - direct steps): %s (target < 2s); RTO target < 20s", overhead.Round(10*time.Millisecond))
+}
+
+func tenantGet(ctx context.Context, e *env.Env, t *env.Tenant) string {
+	out, _ := e.Mgmt.KubectlAs(ctx, t.Kubeconfig, "get", "configmaps", "-n", "default")
+	return out
+}
+
+func tenantGetData(ctx context.Context, e *env.Env, t *env.Tenant) string {
+	out, _ := e.Mgmt.KubectlAs(ctx, t.Kubeconfig, "get", "configmaps", "-n", "default", "-o", "custom-columns=NAME:.metadata.name,DATA:.data")
+	return out
+}
