@@ -236,34 +236,9 @@ func (d *demo) run(ctx context.Context, keep bool, padMB int, etcdVersion string
 }
 
 func printComparison(d *demo, r *env.Restore, direct *env.DirectSteps) {
-	byPhase := map[kdcv1alpha1.RestorePhase]time.Duration{}
-	for _, p := range r.PhaseDurations() {
-		byPhase[p.Phase] = p.Duration
+	for _, l := range env.Comparison(r, direct) {
+		d.say("%s", l)
 	}
-	rows := []struct {
-		phase  kdcv1alpha1.RestorePhase
-		direct string
-		d      time.Duration
-	}{
-		{kdcv1alpha1.PhaseValidating, "-", 0},
-		{kdcv1alpha1.PhaseDrainingControlPlane, "stop kube-apiserver", direct.StopAPIServer},
-		{kdcv1alpha1.PhaseStoppingEtcd, "stop etcd", direct.StopEtcd},
-		{kdcv1alpha1.PhaseRestoringSnapshot, "etcdutl snapshot restore + swap", direct.Restore},
-		{kdcv1alpha1.PhaseStartingEtcd, "start etcd until healthy", direct.StartEtcd},
-		{kdcv1alpha1.PhaseStartingControlPlane, "start kube-apiserver until ready", direct.StartAPIServer},
-	}
-	d.say("snapshot %.1f MiB", float64(direct.SnapshotBytes)/(1<<20))
-	d.say("%-22s %10s   %-34s %10s", "phase", "controller", "direct step", "direct")
-	for _, row := range rows {
-		dd := "-"
-		if row.d > 0 {
-			dd = row.d.Round(10 * time.Millisecond).String()
-		}
-		d.say("%-22s %10s   %-34s %10s", row.phase, byPhase[row.phase].Round(10*time.Millisecond), row.direct, dd)
-	}
-	overhead := r.RTO() - direct.Total()
-	d.say("%-22s %10s   %-34s %10s", "total (RTO)", r.RTO().Round(10*time.Millisecond), "", direct.Total().Round(10*time.Millisecond))
-	d.say("controller overhead (RTO - direct steps): %s (target < 2s); RTO target < 20s", overhead.Round(10*time.Millisecond))
 }
 
 func tenantGet(ctx context.Context, e *env.Env, t *env.Tenant) string {
