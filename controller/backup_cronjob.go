@@ -10,7 +10,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 )
 
@@ -69,13 +68,7 @@ type backupInputs struct {
 
 // backupLabels are the labels of the CronJob, its Jobs and their pods.
 func backupLabels(c *kdcv1alpha1.KdcCluster) map[string]string {
-	return map[string]string{
-		kdcv1alpha1.LabelName:      kdcv1alpha1.ProductName,
-		kdcv1alpha1.LabelComponent: kdcv1alpha1.ComponentBackup,
-		kdcv1alpha1.LabelPartOf:    kdcv1alpha1.ProductName,
-		kdcv1alpha1.LabelManagedBy: kdcv1alpha1.ProductName,
-		kdcv1alpha1.LabelCluster:   c.Name,
-	}
+	return ownedLabels(c, kdcv1alpha1.ComponentBackup)
 }
 
 // backupArgs are the arguments of `kdc-etcd-backup backup` (docs/jobs.md). The etcd TLS flags
@@ -116,33 +109,18 @@ const defaultBackupSchedule = "0 2 * * *"
 // managed ones and anything else (say, a hand-set spec.suspend) is left alone.
 func buildBackupCronJob(c *kdcv1alpha1.KdcCluster, in backupInputs) *batchv1.CronJob {
 	labels := backupLabels(c)
-	secretEnv := func(name, key string) corev1.EnvVar {
-		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-			LocalObjectReference: corev1.LocalObjectReference{Name: in.CredentialSecret},
-			Key:                  key,
-		}}}
-	}
 	podSpec := corev1.PodSpec{
 		RestartPolicy:                 corev1.RestartPolicyNever,
 		AutomountServiceAccountToken:  ptr.To(false),
 		EnableServiceLinks:            ptr.To(false),
 		TerminationGracePeriodSeconds: ptr.To[int64](30),
-		SecurityContext: &corev1.PodSecurityContext{
-			RunAsNonRoot:   ptr.To(true),
-			RunAsUser:      ptr.To(backupUID),
-			RunAsGroup:     ptr.To(backupUID),
-			FSGroup:        ptr.To(backupUID),
-			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-		},
+		SecurityContext:               jobPodSecurityContext(backupUID, backupUID, backupUID),
 		Containers: []corev1.Container{{
 			Name:    backupContainerName,
 			Image:   in.Image,
 			Command: []string{backupBinary},
 			Args:    backupArgs(c, in),
-			Env: []corev1.EnvVar{
-				secretEnv("AWS_ACCESS_KEY_ID", obcv1alpha1.SecretKeyAccessKeyID),
-				secretEnv("AWS_SECRET_ACCESS_KEY", obcv1alpha1.SecretKeySecretAccessKey),
-			},
+			Env:     s3CredentialEnv(in.CredentialSecret),
 			VolumeMounts: []corev1.VolumeMount{{
 				Name:      backupCertsVolumeName,
 				MountPath: kdcv1alpha1.EtcdCertsMountPath,
@@ -157,12 +135,7 @@ func buildBackupCronJob(c *kdcv1alpha1.KdcCluster, in backupInputs) *batchv1.Cro
 				Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
 			},
 			TerminationMessagePolicy: corev1.TerminationMessageReadFile,
-			SecurityContext: &corev1.SecurityContext{
-				AllowPrivilegeEscalation: ptr.To(false),
-				ReadOnlyRootFilesystem:   ptr.To(true),
-				RunAsNonRoot:             ptr.To(true),
-				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-			},
+			SecurityContext:          jobContainerSecurityContext(),
 		}},
 		Volumes: []corev1.Volume{{
 			Name: backupCertsVolumeName,
@@ -175,17 +148,10 @@ func buildBackupCronJob(c *kdcv1alpha1.KdcCluster, in backupInputs) *batchv1.Cro
 	return &batchv1.CronJob{
 		TypeMeta: metav1.TypeMeta{APIVersion: batchv1.SchemeGroupVersion.String(), Kind: "CronJob"},
 		ObjectMeta: metav1.ObjectMeta{
-			Name:      kdcv1alpha1.BackupCronJobName(c.Name),
-			Namespace: c.Namespace,
-			Labels:    labels,
-			OwnerReferences: []metav1.OwnerReference{{
-				APIVersion:         kdcv1alpha1.GroupVersion.String(),
-				Kind:               "KdcCluster",
-				Name:               c.Name,
-				UID:                c.UID,
-				Controller:         ptr.To(true),
-				BlockOwnerDeletion: ptr.To(true),
-			}},
+			Name:            kdcv1alpha1.BackupCronJobName(c.Name),
+			Namespace:       c.Namespace,
+			Labels:          labels,
+			OwnerReferences: []metav1.OwnerReference{clusterOwnerRef(c)},
 		},
 		Spec: batchv1.CronJobSpec{
 			Schedule:                   backupSchedule(c),

@@ -15,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 
-	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 )
 
@@ -101,14 +100,9 @@ func restoreRunAsOf(spec *corev1.PodSpec) restoreRunAs {
 // restoreJobLabels are the labels of the restore's Jobs and their pods. LabelClusterNamespace
 // lets the watch map a Job in the datastore's namespace back to its KdcCluster.
 func restoreJobLabels(c *kdcv1alpha1.KdcCluster) map[string]string {
-	return map[string]string{
-		kdcv1alpha1.LabelName:             kdcv1alpha1.ProductName,
-		kdcv1alpha1.LabelComponent:        kdcv1alpha1.ComponentRestore,
-		kdcv1alpha1.LabelPartOf:           kdcv1alpha1.ProductName,
-		kdcv1alpha1.LabelManagedBy:        kdcv1alpha1.ProductName,
-		kdcv1alpha1.LabelCluster:          c.Name,
-		kdcv1alpha1.LabelClusterNamespace: c.Namespace,
-	}
+	labels := ownedLabels(c, kdcv1alpha1.ComponentRestore)
+	labels[kdcv1alpha1.LabelClusterNamespace] = c.Namespace
+	return labels
 }
 
 // restoreS3Args are the S3 flags shared by verify and restore.
@@ -173,32 +167,18 @@ const (
 //     first. Everything retriable happens before the swap, so the operator can re-annotate.
 func buildRestoreJob(kind restoreJobKind, c *kdcv1alpha1.KdcCluster, in restoreJobInputs) *batchv1.Job {
 	labels := restoreJobLabels(c)
-	secretEnv := func(name, key string) corev1.EnvVar {
-		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-			LocalObjectReference: corev1.LocalObjectReference{Name: in.CredentialSecret},
-			Key:                  key,
-		}}}
-	}
 	ctr := corev1.Container{
-		Name:    restoreContainerName,
-		Image:   in.Image,
-		Command: []string{restoreJobBinary},
-		Env: []corev1.EnvVar{
-			secretEnv("AWS_ACCESS_KEY_ID", obcv1alpha1.SecretKeyAccessKeyID),
-			secretEnv("AWS_SECRET_ACCESS_KEY", obcv1alpha1.SecretKeySecretAccessKey),
-		},
+		Name:         restoreContainerName,
+		Image:        in.Image,
+		Command:      []string{restoreJobBinary},
+		Env:          s3CredentialEnv(in.CredentialSecret),
 		VolumeMounts: []corev1.VolumeMount{{Name: restoreTmpVolume, MountPath: "/tmp"}},
 		Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
 			corev1.ResourceCPU:    resource.MustParse("100m"),
 			corev1.ResourceMemory: resource.MustParse("128Mi"),
 		}},
 		TerminationMessagePolicy: corev1.TerminationMessageReadFile,
-		SecurityContext: &corev1.SecurityContext{
-			AllowPrivilegeEscalation: ptr.To(false),
-			ReadOnlyRootFilesystem:   ptr.To(true),
-			RunAsNonRoot:             ptr.To(true),
-			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-		},
+		SecurityContext:          jobContainerSecurityContext(),
 	}
 	volumes := []corev1.Volume{{Name: restoreTmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 	ns, name := c.DataStoreNamespace(), kdcv1alpha1.RestoreJobName(c.Name)
@@ -250,35 +230,17 @@ func buildRestoreJob(kind restoreJobKind, c *kdcv1alpha1.KdcCluster, in restoreJ
 					AutomountServiceAccountToken:  ptr.To(false),
 					EnableServiceLinks:            ptr.To(false),
 					TerminationGracePeriodSeconds: ptr.To[int64](30),
-					SecurityContext: &corev1.PodSecurityContext{
-						RunAsNonRoot:   ptr.To(true),
-						RunAsUser:      ptr.To(in.RunAs.UID),
-						RunAsGroup:     ptr.To(in.RunAs.GID),
-						FSGroup:        ptr.To(in.RunAs.FSGroup),
-						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-					},
-					Containers: []corev1.Container{ctr},
-					Volumes:    volumes,
+					SecurityContext:               jobPodSecurityContext(in.RunAs.UID, in.RunAs.GID, in.RunAs.FSGroup),
+					Containers:                    []corev1.Container{ctr},
+					Volumes:                       volumes,
 				},
 			},
 		},
 	}
 	if ns == c.Namespace {
-		job.OwnerReferences = []metav1.OwnerReference{restoreOwnerRef(c)}
+		job.OwnerReferences = []metav1.OwnerReference{clusterOwnerRef(c)}
 	}
 	return job
-}
-
-// restoreOwnerRef makes the KdcCluster the controller of an object in its namespace.
-func restoreOwnerRef(c *kdcv1alpha1.KdcCluster) metav1.OwnerReference {
-	return metav1.OwnerReference{
-		APIVersion:         kdcv1alpha1.GroupVersion.String(),
-		Kind:               "KdcCluster",
-		Name:               c.Name,
-		UID:                c.UID,
-		Controller:         ptr.To(true),
-		BlockOwnerDeletion: ptr.To(true),
-	}
 }
 
 // restoreFreshBackupJobName is the name of the backup Job started after a successful restore:
