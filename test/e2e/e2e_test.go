@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -232,6 +234,53 @@ func TestEndToEnd(t *testing.T) {
 		t.FailNow()
 	}
 
+	t.Run("concurrent requests", func(t *testing.T) {
+		// Two well-formed requests at once: exactly one is admitted. Neither snapshot exists,
+		// so the winner fails in Validating without touching the cluster.
+		keys := []string{"tenant/tenant-20200101T000000Z.db", "tenant/tenant-20200101T000001Z.db"}
+		outs, errs := make([]string, len(keys)), make([]error, len(keys))
+		var wg sync.WaitGroup
+		gate := make(chan struct{})
+		for i, k := range keys {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-gate
+				outs[i], errs[i] = tn.Annotate(ctx, k)
+			}()
+		}
+		close(gate)
+		wg.Wait()
+		winner := -1
+		for i := range keys {
+			if errs[i] == nil {
+				if winner >= 0 {
+					t.Fatalf("both concurrent requests were admitted: %q and %q", outs[winner], outs[i])
+				}
+				winner = i
+				continue
+			}
+			if !strings.Contains(outs[i], kdcv1alpha1.ReasonRestoreInProgress+":") {
+				t.Errorf("concurrent request %s: got %q, want reason %s", keys[i], outs[i], kdcv1alpha1.ReasonRestoreInProgress)
+			}
+			logf("rejected (concurrent request): %s", outs[i])
+		}
+		if winner < 0 {
+			t.Fatalf("no concurrent request was admitted: %q", outs)
+		}
+		kc, err := tn.WaitRestoreEnd(ctx, 3*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := meta.FindStatusCondition(kc.Status.Conditions, kdcv1alpha1.ConditionRestoreReady)
+		if c == nil || c.Status != "False" || !strings.Contains(c.Message, keys[winner]) {
+			t.Errorf("RestoreReady after the missing snapshot %s = %+v, want False naming the key", keys[winner], c)
+		} else {
+			logf("admitted request for the missing %s ended: %s", keys[winner], c.Message)
+		}
+		expect("app-config", map[string]string{"version": "v1"})
+	})
+
 	t.Run("corrupted snapshot", func(t *testing.T) {
 		b, err := tn.RunBackup(ctx, "backup-manual-2")
 		if err != nil {
@@ -261,6 +310,45 @@ func TestEndToEnd(t *testing.T) {
 		expect("kept", map[string]string{"owner": "team-a"})
 		logf("tenant still serves its data (app-config=v3)")
 	})
+
+	t.Run("snapshot corrupted after validation", func(t *testing.T) {
+		// The snapshot is intact when the verify Job checks it and corrupted once the control
+		// plane is being drained: the restore Job must refuse it after the disruptive steps
+		// began, and the controller must bring the cluster back on its old data.
+		b, err := tn.RunBackup(ctx, "backup-manual-3")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustPut("app-config", map[string]string{"version": "v4"})
+		corrupted := make(chan error, 1)
+		r, err := tn.Restore(ctx, b.Key, env.RestoreOptions{OnPhase: func(p env.PhaseTiming) {
+			if p.Phase == kdcv1alpha1.PhaseDrainingControlPlane {
+				corrupted <- tn.CorruptSnapshot(ctx, b.Key)
+			}
+		}})
+		if err != nil {
+			t.Fatalf("%v; pods:\n%s", err, describe(ctx, e, "demo"))
+		}
+		select {
+		case err := <-corrupted:
+			if err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatalf("the restore never entered %s (phases %v)", kdcv1alpha1.PhaseDrainingControlPlane, r.Phases)
+		}
+		c := r.Condition
+		if c.Status != "False" || c.Reason != kdcv1alpha1.ReasonRestoreFailed {
+			t.Fatalf("RestoreReady = %s/%s %q, want False/%s; pods:\n%s", c.Status, c.Reason, c.Message, kdcv1alpha1.ReasonRestoreFailed, describe(ctx, e, "demo"))
+		}
+		logf("snapshot corrupted during the drain: RestoreReady=False after %s, phases %v: %s", r.RTO().Round(10*time.Millisecond), phaseNames(r), c.Message)
+		if err := tn.WaitReady(ctx, 2*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		expect("app-config", map[string]string{"version": "v4"})
+		expect("kept", map[string]string{"owner": "team-a"})
+		logf("tenant back on its old data (app-config=v4)")
+	})
 }
 
 func breakdown(r *env.Restore) string {
@@ -271,11 +359,20 @@ func breakdown(r *env.Restore) string {
 	return strings.Join(parts, ", ")
 }
 
+func phaseNames(r *env.Restore) []string {
+	var out []string
+	for _, p := range r.Phases {
+		out = append(out, string(p.Phase))
+	}
+	return out
+}
+
 func keys(m map[string]bool) []string {
 	var out []string
 	for k := range m {
 		out = append(out, k)
 	}
+	sort.Strings(out)
 	return out
 }
 

@@ -346,3 +346,20 @@ func (t *Tenant) Pad(ctx context.Context, ns string, size int) (int, error) {
 	}
 	return n, nil
 }
+
+// WaitRestoreEnd waits until no restore runs on the KdcCluster (restore-from and restore-state
+// cleared) and returns it.
+func (t *Tenant) WaitRestoreEnd(ctx context.Context, timeout time.Duration) (*kdcv1alpha1.KdcCluster, error) {
+	var kc *kdcv1alpha1.KdcCluster
+	err := poll(ctx, timeout, 100*time.Millisecond, func() error {
+		var err error
+		if kc, err = t.KdcCluster(ctx); err != nil {
+			return err
+		}
+		if p := kdcv1alpha1.RestorePhaseOf(kc.Annotations); p != "" || kc.Annotations[kdcv1alpha1.AnnotationRestoreFrom] != "" {
+			return fmt.Errorf("restore of KdcCluster %s still running (phase %q)", t.Cluster, p)
+		}
+		return nil
+	})
+	return kc, err
+}
