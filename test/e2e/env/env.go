@@ -203,7 +203,12 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 func (e *Env) Stop() error {
 	var errs []error
 	for i := len(e.stops) - 1; i >= 0; i-- {
-		if err := e.stops[i].f(); err != nil {
+		start := time.Now()
+		err := e.stops[i].f()
+		if d := time.Since(start); d > time.Second {
+			e.logf("stopping %s took %s", e.stops[i].name, d.Round(10*time.Millisecond))
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("failed to stop %s: %w", e.stops[i].name, err))
 		}
 	}
