@@ -238,7 +238,7 @@ func (e *Env) CreateTenant(ctx context.Context, o TenantOptions) (*Tenant, error
 		}
 		cond := meta.FindStatusCondition(kc.Status.Conditions, kdcv1alpha1.ConditionBackupReady)
 		if cond == nil {
-			return fmt.Errorf("KdcCluster %s has no BackupReady condition", c)
+			return fmt.Errorf("no BackupReady condition on KdcCluster %s yet", c)
 		}
 		return e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: kdcv1alpha1.BackupCronJobName(c)}, &batchv1.CronJob{})
 	})
@@ -260,14 +260,14 @@ func (t *Tenant) WaitReady(ctx context.Context, timeout time.Duration) error {
 			return err
 		}
 		if sts.Status.ReadyReplicas < 1 {
-			return fmt.Errorf("StatefulSet %s not ready", etcdName)
+			return fmt.Errorf("etcd StatefulSet %s not ready", etcdName)
 		}
 		var d appsv1.Deployment
 		if err := e.Client.Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: cpName}, &d); err != nil {
 			return err
 		}
 		if d.Status.ReadyReplicas < 1 {
-			return fmt.Errorf("Deployment %s not ready", cpName)
+			return fmt.Errorf("control-plane Deployment %s not ready", cpName)
 		}
 		body, err := t.Kube.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
 		if err != nil {
