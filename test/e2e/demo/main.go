@@ -2,7 +2,7 @@
 // manager installed from manifests/default, a tenant cluster laid out as Kube-DC does, and walks
 // the story of a backup and a restore, printing each step with its timing (see docs/demo.md).
 //
-//	go run ./test/e2e/demo [--keep] [--pad-mb 20] [--etcd-version v3.5.35] [--compare=true]
+//	go run ./test/e2e/demo [--keep] [--pad-mb 20] [--etcd-version v3.5.35] [--compare=true] [--keep-logs]
 //
 // It tears everything down on exit and on Ctrl-C; --keep keeps it running until Ctrl-C.
 package main
@@ -29,6 +29,7 @@ func main() {
 	etcdVersion := flag.String("etcd-version", framework.EtcdVersion35, "etcd version of the tenant datastore: "+strings.Join([]string{framework.EtcdVersion35, framework.EtcdVersion36, framework.EtcdVersion}, ", "))
 	compare := flag.Bool("compare", true, "also time the restore's steps done directly (etcdutl, etcd, kube-apiserver as plain processes)")
 	dir := flag.String("dir", "", "directory for logs and state (default a new one under /var/tmp)")
+	keepLogs := flag.Bool("keep-logs", false, "keep the logs and state directory after a successful run (it is always kept after a failure)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -40,7 +41,12 @@ func main() {
 		if serr := d.env.Stop(); serr != nil {
 			fmt.Fprintf(os.Stderr, "demo: teardown: %v\n", serr)
 		}
-		d.say("done; logs kept in %s", d.env.Dir)
+		if err == nil && !*keepLogs {
+			_ = os.RemoveAll(d.env.Dir)
+			d.say("done")
+		} else {
+			d.say("done; logs kept in %s", d.env.Dir)
+		}
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
