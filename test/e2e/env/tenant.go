@@ -205,6 +205,9 @@ func (e *Env) CreateTenant(ctx context.Context, o TenantOptions) (*Tenant, error
 	if err := e.Client.Create(ctx, controlPlaneDeployment(ns, c, ds, cpLabels)); err != nil {
 		return nil, fmt.Errorf("failed to create Deployment %s: %w", cpName, err)
 	}
+	// On teardown the control plane goes first: stopped together with etcd, kube-apiserver
+	// waits for etcd until the node agent's grace period (10s) ends.
+	e.onStop("tenant control plane "+ns+"/"+cpName, func() error { return e.scaleToZero(ns, cpName, cpLabels) })
 	cluster := &kdcv1alpha1.KdcCluster{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: c},
 		Spec: kdcv1alpha1.KdcClusterSpec{
@@ -461,4 +464,24 @@ func controlPlaneDeployment(ns, c, ds string, labels map[string]string) *appsv1.
 			},
 		},
 	}
+}
+
+// scaleToZero scales Deployment ns/name to 0 and waits (at most 20s) until its pods are gone.
+func (e *Env) scaleToZero(ns, name string, labels map[string]string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"replicas":0}}`))
+	if err := e.Client.Patch(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, patch); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	return poll(ctx, 20*time.Second, 100*time.Millisecond, func() error {
+		var pods corev1.PodList
+		if err := e.Client.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels(labels)); err != nil {
+			return err
+		}
+		if len(pods.Items) > 0 {
+			return fmt.Errorf("%d pods of Deployment %s left", len(pods.Items), name)
+		}
+		return nil
+	})
 }
