@@ -125,6 +125,11 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	}
 	// cert-manager's CA injector and the framework log through controller-runtime's global logger.
 	ctrl.SetLogger(logr.Discard())
+	// What runs in this process (cert-manager, the node agent) lives until Stop, not until ctx
+	// ends: ctx only bounds the start, so that Stop can still tear down in order after the
+	// caller's context was cancelled (Ctrl-C, the end of a test function).
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	e.onStop("in-process components", func() error { cancelRun(); return nil })
 
 	cmCRDs, err := certmanager.CRDPaths()
 	if err != nil {
@@ -164,7 +169,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	e.onStop("MinIO", e.minio.Stop)
 	e.logf("MinIO (S3) on %s", e.minio.Endpoint)
 
-	stopCM, err := certmanager.Start(ctx, e.Mgmt.Config, certmanager.Options{})
+	stopCM, err := certmanager.Start(runCtx, e.Mgmt.Config, certmanager.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("failed to start cert-manager: %w", err)
 	}
@@ -184,7 +189,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		Logger:         &logger,
 		MaxProbePeriod: opts.MaxProbePeriod,
 	})
-	if err := e.Agent.Start(ctx); err != nil {
+	if err := e.Agent.Start(runCtx); err != nil {
 		agentLog.Close()
 		return nil, err
 	}
