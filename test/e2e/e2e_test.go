@@ -341,7 +341,7 @@ func TestEndToEnd(t *testing.T) {
 		if c.Status != "False" || c.Reason != kdcv1alpha1.ReasonRestoreFailed {
 			t.Fatalf("RestoreReady = %s/%s %q, want False/%s; pods:\n%s", c.Status, c.Reason, c.Message, kdcv1alpha1.ReasonRestoreFailed, describe(ctx, e, "demo"))
 		}
-		logf("snapshot corrupted during the drain: RestoreReady=False after %s, phases %v: %s", r.RTO().Round(10*time.Millisecond), phaseNames(r), c.Message)
+		logf("snapshot corrupted during the drain: RestoreReady=False after %s, phases %v: %s", r.RTO().Round(10*time.Millisecond), r.PhaseNames(), c.Message)
 		if err := tn.WaitReady(ctx, 2*time.Minute); err != nil {
 			t.Fatal(err)
 		}
@@ -357,14 +357,6 @@ func breakdown(r *env.Restore) string {
 		parts = append(parts, fmt.Sprintf("%s %s", p.Phase, p.Duration.Round(10*time.Millisecond)))
 	}
 	return strings.Join(parts, ", ")
-}
-
-func phaseNames(r *env.Restore) []string {
-	var out []string
-	for _, p := range r.Phases {
-		out = append(out, string(p.Phase))
-	}
-	return out
 }
 
 func keys(m map[string]bool) []string {

@@ -127,6 +127,15 @@ type Restore struct {
 // RTO is annotate -> RestoreReady=True (or False).
 func (r *Restore) RTO() time.Duration { return r.End.Sub(r.Start) }
 
+// PhaseNames are the phases seen, in order.
+func (r *Restore) PhaseNames() []string {
+	var out []string
+	for _, p := range r.Phases {
+		out = append(out, string(p.Phase))
+	}
+	return out
+}
+
 // PhaseDurations is each phase's duration; the first (Validating) counts from the annotate.
 func (r *Restore) PhaseDurations() []PhaseDuration {
 	var out []PhaseDuration
@@ -209,7 +218,11 @@ func (t *Tenant) StartRestore(ctx context.Context, key string, o RestoreOptions)
 			select {
 			case ev, ok = <-w.ResultChan():
 			case <-wctx.Done():
-				rr.err = fmt.Errorf("restore from %q did not finish within %s (phases seen %v)", key, o.Timeout, rr.r.Phases)
+				if ctx.Err() != nil {
+					rr.err = fmt.Errorf("restore from %q interrupted in phase %s: %w", key, last, ctx.Err())
+					return
+				}
+				rr.err = fmt.Errorf("restore from %q did not finish within %s (phases seen %v)", key, o.Timeout, rr.r.PhaseNames())
 				return
 			}
 			if !ok {
