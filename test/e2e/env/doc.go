@@ -8,7 +8,10 @@
 // On top of it, Tenant lays out a tenant cluster as Kube-DC does (KdcClusterDatastore, an etcd
 // StatefulSet DS-etcd with TLS and a data PVC, a control-plane Deployment C-cp running a real
 // kube-apiserver, the KdcCluster), and story.go holds the steps of the story (backup Job,
-// restore with phase timings) shared by the demo and the test.
+// restore with phase timings from a watch, corrupting a snapshot in the bucket) shared by the
+// demo, the test and the benchmark. direct.go times the restore's underlying steps done by hand
+// (etcdutl, etcd and kube-apiserver as plain processes) and report.go prints them beside the
+// controller's phases.
 //
 // kube-apiserver reaches the webhook without kube-proxy through the webhook Service's ClusterIP:
 // the management kube-apiserver allocates ClusterIPs from a loopback block
