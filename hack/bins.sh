@@ -18,6 +18,8 @@ BIN="${ROOT}/bin"
 CACHE="${KDC_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kdc-etcd-backup}"
 
 K8S_VERSION=v1.37.2
+# Bump when the layout of bin/ changes, so existing checkouts relink.
+LAYOUT=2
 K8S_STAGING_VERSION=v0.37.2
 ETCD_MAIN_VERSION=v3.7.3
 ETCD_VERSIONS=${ETCD_VERSIONS:-"v3.7.3 v3.6.16 v3.5.35"}
@@ -106,12 +108,15 @@ build_k8s() {
     rm -rf "${out}" && mv "${out}.tmp" "${out}"
   fi
   build_etcd "${ETCD_MAIN_VERSION}"
-  local stamp="k8s-${K8S_VERSION}+etcd-${ETCD_MAIN_VERSION}"
+  local stamp="k8s-${K8S_VERSION}+etcd-${ETCD_MAIN_VERSION}+layout-${LAYOUT}"
   if ! fresh "${BIN}/k8s" "${stamp}"; then
     local tmp="${CACHE}/assets-${K8S_VERSION}-${ETCD_MAIN_VERSION}"
     rm -rf "${tmp}" && mkdir -p "${tmp}"
-    ln -s "${out}"/kube-apiserver "${out}"/kube-controller-manager "${out}"/kubectl "${tmp}/"
-    ln -s "${CACHE}/etcd-${ETCD_MAIN_VERSION}"/etcd "${tmp}/"
+    # Hard links (or copies), not symlinks: pods of the e2e environment run these binaries as
+    # non-root users, who cannot enter a per-user cache directory.
+    for f in "${out}"/kube-apiserver "${out}"/kube-controller-manager "${out}"/kubectl "${CACHE}/etcd-${ETCD_MAIN_VERSION}"/etcd; do
+      ln "$f" "${tmp}/" 2>/dev/null || cp "$f" "${tmp}/"
+    done
     link_into "${BIN}/k8s" "${tmp}" "${stamp}"
   fi
 }
