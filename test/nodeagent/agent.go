@@ -28,13 +28,17 @@ import (
 	"k8s.io/klog/v2/textlogger"
 )
 
+// defaultStateParent is where the default StateDir is made.
+const defaultStateParent = "/var/tmp"
+
 // Options tune the agent. The zero value works: see each field's default.
 type Options struct {
 	// NodeName is the Node the agent registers and runs the pods of. Default "nodeagent".
 	NodeName string
 	// StateDir holds each pod's volumes, /etc/hosts, termination messages and logs, and each
-	// PersistentVolume's data. Default: a new directory under os.TempDir (kept after Stop, so
-	// logs can be read).
+	// PersistentVolume's data. Default: a new directory under /var/tmp (kept after Stop, so
+	// logs can be read). Not under /tmp: a pod that mounts an emptyDir at /tmp would hide the
+	// agent's own files from its container.
 	StateDir string
 	// Images maps container images to local binaries, the image's entrypoint. An image is
 	// looked up by its full reference, then "<last path element>:<tag>", its repository, and the
@@ -171,7 +175,7 @@ func (a *Agent) Start(ctx context.Context) error {
 		return fmt.Errorf("failed to find the agent's own binary: %w", err)
 	}
 	if a.opts.StateDir == "" {
-		if a.opts.StateDir, err = os.MkdirTemp("", "kdc-nodeagent-"); err != nil {
+		if a.opts.StateDir, err = os.MkdirTemp(defaultStateParent, "kdc-nodeagent-"); err != nil {
 			return err
 		}
 	}

@@ -318,7 +318,9 @@ func (w *podWorker) exited(pod *corev1.Pod, c *container, p *process, code int32
 		c.finished = true
 		return
 	}
-	if time.Since(c.started.Time) > 2*w.a.opts.MaxRestartBackoff {
+	// Reset the back-off only after a process that ran for a while; a container that fails to
+	// start (p == nil) keeps backing off, as the kubelet's CrashLoopBackOff does.
+	if p != nil && at.Sub(c.started.Time) > 2*w.a.opts.MaxRestartBackoff {
 		c.backoff = 0
 	}
 	c.backoff = min(max(2*c.backoff, w.a.opts.RestartBackoff), w.a.opts.MaxRestartBackoff)
