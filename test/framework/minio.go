@@ -58,14 +58,28 @@ type MinIO struct {
 // stopped (by its PID) when the test ends. A missing binary fails the test with how to build it.
 func StartMinIO(t testing.TB, o MinIOOptions) *MinIO {
 	t.Helper()
-	tmp := t.TempDir()
+	m, err := RunMinIO(context.Background(), t.TempDir(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Stop(); err != nil {
+			t.Logf("failed to stop MinIO %s: %v", m.Endpoint, err)
+		}
+	})
+	return m
+}
+
+// RunMinIO is StartMinIO for programs (the demo): dir holds the data (unless o.DataDir is set)
+// and the log, and the caller stops the server with Stop.
+func RunMinIO(ctx context.Context, dir string, o MinIOOptions) (*MinIO, error) {
 	if o.DataDir == "" {
-		o.DataDir = filepath.Join(tmp, "data")
+		o.DataDir = filepath.Join(dir, "data")
 	}
 	if o.Port == 0 {
 		p, err := FreePort()
 		if err != nil {
-			t.Fatalf("failed to find a free port: %v", err)
+			return nil, fmt.Errorf("failed to find a free port: %w", err)
 		}
 		o.Port = p
 	}
@@ -73,29 +87,31 @@ func StartMinIO(t testing.TB, o MinIOOptions) *MinIO {
 		o.StartTimeout = 60 * time.Second
 	}
 	m := &MinIO{
-		Endpoint:     "http://127.0.0.1:" + strconv.Itoa(o.Port),
+		Endpoint:     "http://" + MinIOHost + ":" + strconv.Itoa(o.Port),
 		AccessKey:    MinIOAccessKey,
 		SecretKey:    MinIOSecretKey,
 		DataDir:      o.DataDir,
-		LogFile:      filepath.Join(tmp, "minio.log"),
+		LogFile:      filepath.Join(dir, "minio.log"),
 		port:         o.Port,
 		startTimeout: o.StartTimeout,
 	}
 	if err := m.start(); err != nil {
-		t.Fatalf("failed to start MinIO: %v", err)
+		return nil, fmt.Errorf("failed to start MinIO: %w", err)
 	}
-	t.Cleanup(func() {
-		if err := m.Stop(); err != nil {
-			t.Logf("failed to stop MinIO %s: %v", m.Endpoint, err)
-		}
-	})
 	for _, b := range o.Buckets {
-		if err := m.CreateBucket(context.Background(), b); err != nil {
-			t.Fatalf("failed to create bucket %q: %v", b, err)
+		if err := m.CreateBucket(ctx, b); err != nil {
+			_ = m.Stop()
+			return nil, fmt.Errorf("failed to create bucket %q: %w", b, err)
 		}
 	}
-	return m
+	return m, nil
 }
+
+// MinIOHost is the address every test MinIO listens on.
+const MinIOHost = "127.0.0.1"
+
+// Port is the port of the S3 API.
+func (m *MinIO) Port() int { return m.port }
 
 func (m *MinIO) start() error {
 	bin, err := RequireBinary(MinIOBinary())
@@ -114,8 +130,8 @@ func (m *MinIO) start() error {
 		return err
 	}
 	m.cmd = exec.Command(bin, "server", "--quiet",
-		"--address", "127.0.0.1:"+strconv.Itoa(m.port),
-		"--console-address", "127.0.0.1:"+strconv.Itoa(consolePort),
+		"--address", MinIOHost+":"+strconv.Itoa(m.port),
+		"--console-address", MinIOHost+":"+strconv.Itoa(consolePort),
 		m.DataDir)
 	m.cmd.Env = append(os.Environ(),
 		"MINIO_ROOT_USER="+m.AccessKey,

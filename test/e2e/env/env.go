@@ -74,7 +74,7 @@ type Env struct {
 	// Kubeconfig is the management cluster's admin kubeconfig (kept in Dir).
 	Kubeconfig string
 
-	minio *minio
+	minio *framework.MinIO
 	opts  Options
 	stops []namedStop
 }
@@ -163,7 +163,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	e.onStop("kube-controller-manager", kcm.Stop)
 	e.logf("kube-controller-manager running (log %s)", kcm.LogPath())
 
-	if e.minio, err = startMinIO(ctx, filepath.Join(e.Dir, "minio")); err != nil {
+	if e.minio, err = framework.RunMinIO(ctx, filepath.Join(e.Dir, "minio"), framework.MinIOOptions{}); err != nil {
 		return nil, err
 	}
 	e.onStop("MinIO", e.minio.Stop)
@@ -334,7 +334,7 @@ func (e *Env) KubectlInput(ctx context.Context, stdin string, args ...string) (s
 func (e *Env) S3Endpoint() string { return e.minio.Endpoint }
 
 // S3 is an S3 client of MinIO with its root credentials.
-func (e *Env) S3() *s3.Client { return e.minio.S3() }
+func (e *Env) S3() *s3.Client { return e.minio.S3Client() }
 
 // NewProject creates the project namespace ns with what Rook creates for the ObjectBucketClaim
 // managed-k8s-backups: the bucket NS-managed-k8s-backups, the claim (status Bound), its Secret
@@ -373,8 +373,8 @@ func (e *Env) NewProject(ctx context.Context, ns string) error {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, OwnerReferences: owner},
 		Data: map[string]string{
 			obcv1alpha1.ConfigMapKeyBucketName: bucket,
-			obcv1alpha1.ConfigMapKeyBucketHost: e.minio.Host,
-			obcv1alpha1.ConfigMapKeyBucketPort: strconv.Itoa(e.minio.Port),
+			obcv1alpha1.ConfigMapKeyBucketHost: framework.MinIOHost,
+			obcv1alpha1.ConfigMapKeyBucketPort: strconv.Itoa(e.minio.Port()),
 		},
 	}); err != nil {
 		return err
