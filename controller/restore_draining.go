@@ -98,7 +98,7 @@ func (r *RestoreReconciler) deploymentDrained(ctx context.Context, d *appsv1.Dep
 	}
 	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil {
-		return false, fmt.Errorf("Deployment %s has an invalid selector: %w", klog.KObj(d), err)
+		return false, fmt.Errorf("deployment %s has an invalid selector: %w", klog.KObj(d), err)
 	}
 	pods := &metav1.PartialObjectMetadataList{}
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))

@@ -89,7 +89,8 @@ func sameRule(a, b types.LifecycleRule) bool {
 			}
 			return aws.ToString(r.Filter.Prefix)
 		}
-		return "\x00none:" + aws.ToString(r.Prefix) //nolint:staticcheck // legacy top-level prefix
+		//lint:ignore SA1019 rules written by older clients carry the legacy top-level prefix; read it to leave them alone
+		return "\x00none:" + aws.ToString(r.Prefix)
 	}
 	days := func(r types.LifecycleRule) int32 {
 		if r.Expiration == nil || r.Expiration.Date != nil || r.Expiration.ExpiredObjectDeleteMarker != nil {

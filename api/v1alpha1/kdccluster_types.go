@@ -163,7 +163,3 @@ func (c *KdcCluster) DataStore() string {
 	}
 	return c.Spec.DataStore.Name
 }
-
-func init() {
-	SchemeBuilder.Register(&KdcCluster{}, &KdcClusterList{})
-}

@@ -57,7 +57,3 @@ type KdcClusterDatastoreList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []KdcClusterDatastore `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&KdcClusterDatastore{}, &KdcClusterDatastoreList{})
-}

@@ -2,15 +2,19 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"sigs.k8s.io/controller-runtime/pkg/scheme"
 )
 
 var (
 	// GroupVersion is objectbucket.io/v1alpha1.
 	GroupVersion = schema.GroupVersion{Group: "objectbucket.io", Version: "v1alpha1"}
 	// SchemeBuilder registers the types.
-	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+	SchemeBuilder = runtime.NewSchemeBuilder(func(s *runtime.Scheme) error {
+		s.AddKnownTypes(GroupVersion, &ObjectBucketClaim{}, &ObjectBucketClaimList{})
+		metav1.AddToGroupVersion(s, GroupVersion)
+		return nil
+	})
 	// AddToScheme adds the types to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
@@ -76,8 +80,4 @@ type ObjectBucketClaimList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ObjectBucketClaim `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&ObjectBucketClaim{}, &ObjectBucketClaimList{})
 }
