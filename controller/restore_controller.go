@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 )
@@ -36,6 +37,9 @@ type RestoreReconciler struct {
 	// APIReader reads uncached: the pods of a finished Job (termination messages), the OBC and
 	// its ConfigMap, and confirming that a recorded Job is really gone.
 	APIReader client.Reader
+	// JobPods reads the full pods of the restore's Jobs (a cache of those pods only), to take a
+	// Job's outcome from its terminal pod; nil means Client.
+	JobPods client.Reader
 	// Recorder emits the Events that explain each step.
 	Recorder events.EventRecorder
 	// Options are the manager's options; Options.RestoreTimeouts the per-phase deadlines.
@@ -54,7 +58,8 @@ type RestoreReconciler struct {
 // +kubebuilder:rbac:groups=k8s.kube-dc.com,resources=kdcclusterdatastores,verbs=get;list;watch
 // C-cp and DS-etcd: watched for progress, scaled down and back up (patch).
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch;patch
-// Pods (metadata): wait until C-cp's pods and DS-etcd-0 are gone; read Job pods' termination messages.
+// Pods (metadata): wait until C-cp's pods and DS-etcd-0 are gone. Pods of the restore's Jobs
+// (full, by label): their outcome as soon as they are terminal, and termination messages.
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // The verify, restore and rollback Jobs and the fresh backup Job: create, watch, delete.
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
@@ -69,7 +74,9 @@ type RestoreReconciler struct {
 // SetupRestoreReconciler registers the restore controller with the manager. Progress is driven
 // by watches: the KdcCluster's annotations, and C-cp, DS-etcd, their pods and the restore's Jobs
 // mapped back to the KdcCluster whose restore waits on them. Pods are watched as metadata only
-// (existence is all the drain and stop steps need), so the cache does not hold every pod spec.
+// (existence is all the drain and stop steps need), so the cache does not hold every pod spec;
+// only the pods of the restore's own Jobs are cached whole, in a label-selected cache of their
+// own (restore_jobpods.go), so a Job is decided as soon as its pod terminates.
 func SetupRestoreReconciler(mgr ctrl.Manager, o Options) error {
 	r := &RestoreReconciler{
 		Client:    mgr.GetClient(),
@@ -85,6 +92,14 @@ const ProductNameRestoreRecorder = "kdc-etcd-backup-restore"
 
 // SetupWithManager wires r's watches into mgr.
 func (r *RestoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	jobPods, err := newRestoreJobPodCache(mgr)
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(jobPods); err != nil {
+		return err
+	}
+	r.JobPods = jobPods
 	toRestoring := handler.EnqueueRequestsFromMapFunc(r.mapToRestoringClusters)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(restoreControllerName).
@@ -95,6 +110,8 @@ func (r *RestoreReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Pod{}, toRestoring, builder.OnlyMetadata).
 		Watches(&batchv1.Job{}, handler.EnqueueRequestsFromMapFunc(restoreMapJob),
 			builder.WithPredicates(predicate.NewPredicateFuncs(restoreIsRestoreJob))).
+		WatchesRawSource(source.Kind(jobPods, &corev1.Pod{}, handler.TypedEnqueueRequestsFromMapFunc(restoreMapJobPod),
+			restoreJobPodFinished())).
 		Complete(r)
 }
 
@@ -118,6 +135,11 @@ func (r *RestoreReconciler) mapToRestoringClusters(ctx context.Context, obj clie
 		}
 	}
 	return reqs
+}
+
+// restoreMapJobPod maps a pod of a restore Job to its KdcCluster (the Job's labels are its pods').
+func restoreMapJobPod(ctx context.Context, p *corev1.Pod) []reconcile.Request {
+	return restoreMapJob(ctx, p)
 }
 
 // restoreIsRestoreJob selects the Jobs this controller creates (verify, restore, rollback).

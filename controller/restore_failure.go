@@ -65,14 +65,15 @@ func (r *RestoreReconciler) reconcileFailure(ctx context.Context, s *restoreScop
 			return stepResult{}, fmt.Errorf("failed to get the restore Job: %w", err)
 		}
 		if err == nil && job.Annotations[kdcv1alpha1.AnnotationRestoreAttempt] == s.attempt() {
-			switch {
-			case restoreJobCondition(job, batchv1.JobComplete) != nil:
+			// Finished: by its condition, or by its terminal pod (nothing runs any more).
+			switch r.restoreJobState(ctx, s, job) {
+			case restoreJobSucceeded:
 				if s.ann(kdcv1alpha1.AnnotationRestoreSwapped) == "" {
 					if err := r.recordAnnotations(ctx, s, map[string]string{kdcv1alpha1.AnnotationRestoreSwapped: restoreTrue}); err != nil {
 						return stepResult{}, err
 					}
 				}
-			case restoreJobCondition(job, batchv1.JobFailed) != nil:
+			case restoreJobFailedState:
 			default:
 				if job.DeletionTimestamp.IsZero() {
 					s.log.Info("Stopping the unfinished restore Job", "job", klog.KObj(job))
@@ -211,7 +212,7 @@ func (r *RestoreReconciler) finishFailure(ctx context.Context, s *restoreScope, 
 	c := s.cluster
 	verify := &batchv1.Job{}
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: kdcv1alpha1.VerifyJobName(c.Name)}, verify)
-	if err == nil && restoreJobCondition(verify, batchv1.JobComplete) == nil && restoreJobCondition(verify, batchv1.JobFailed) == nil {
+	if err == nil && r.restoreJobState(ctx, s, verify) == restoreJobPending {
 		if err := r.deleteRestoreJob(ctx, c.Namespace, verify.Name, metav1.DeletePropagationBackground); err != nil {
 			return err
 		}

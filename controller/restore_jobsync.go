@@ -27,43 +27,57 @@ const (
 )
 
 // ensureRestoreJob makes sure the Job of kind for this restore attempt exists and reports its
-// state. A Job with the same name from another attempt (an earlier restore) is deleted first,
-// in the foreground so its pod is gone before the new one can touch the data volume.
+// state (restoreJobState: its condition, or its terminal pod). A Job with the same name from
+// another attempt (an earlier restore) is deleted first: a restore or rollback Job in the
+// foreground, so its pod is gone before the new one can touch the data volume; a verify Job
+// (no volume, it only reads S3) in the background and replaced at once, without waiting for
+// the garbage collector.
 func (r *RestoreReconciler) ensureRestoreJob(ctx context.Context, s *restoreScope, kind restoreJobKind, in restoreJobInputs) (*batchv1.Job, restoreJobState, error) {
 	want := buildRestoreJob(kind, s.cluster, in)
 	got := &batchv1.Job{}
 	err := r.Client.Get(ctx, client.ObjectKeyFromObject(want), got)
 	switch {
-	case apierrors.IsNotFound(err):
-		if err := r.Client.Create(ctx, want); err != nil {
-			if apierrors.IsAlreadyExists(err) {
-				return nil, restoreJobPending, nil
-			}
-			return nil, restoreJobPending, fmt.Errorf("failed to create Job %s: %w", klog.KObj(want), err)
+	case err == nil && got.Annotations[kdcv1alpha1.AnnotationRestoreAttempt] != in.Attempt:
+		replaced, err := r.deleteStaleRestoreJob(ctx, s, kind, got)
+		if err != nil || !replaced {
+			return nil, restoreJobPending, err
 		}
-		s.log.Info("Created Job", "job", klog.KObj(want))
-		r.event(s, corev1.EventTypeNormal, restoreJobEventReason(kind), "Created Job %s/%s", want.Namespace, want.Name)
-		return want, restoreJobPending, nil
-	case err != nil:
+	case err == nil:
+		return got, r.restoreJobState(ctx, s, got), nil
+	case !apierrors.IsNotFound(err):
 		return nil, restoreJobPending, fmt.Errorf("failed to get Job %s: %w", klog.KObj(want), err)
 	}
-	if got.Annotations[kdcv1alpha1.AnnotationRestoreAttempt] != in.Attempt {
-		if got.DeletionTimestamp.IsZero() {
-			s.log.Info("Deleting a Job left over from an earlier restore", "job", klog.KObj(got))
-			if err := r.Client.Delete(ctx, got, client.PropagationPolicy(metav1.DeletePropagationForeground),
-				client.Preconditions{UID: &got.UID}); client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
-				return nil, restoreJobPending, fmt.Errorf("failed to delete stale Job %s: %w", klog.KObj(got), err)
-			}
+	if err := r.Client.Create(ctx, want); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return nil, restoreJobPending, nil
 		}
-		return nil, restoreJobPending, nil
+		return nil, restoreJobPending, fmt.Errorf("failed to create Job %s: %w", klog.KObj(want), err)
 	}
+	s.log.Info("Created Job", "job", klog.KObj(want))
+	r.event(s, corev1.EventTypeNormal, restoreJobEventReason(kind), "Created Job %s/%s", want.Namespace, want.Name)
+	return want, restoreJobPending, nil
+}
+
+// deleteStaleRestoreJob deletes a Job of an earlier restore (only that one: UID precondition)
+// and reports whether its replacement may be created right away (a verify Job); otherwise the
+// Job's deletion event wakes the reconcile that creates it.
+func (r *RestoreReconciler) deleteStaleRestoreJob(ctx context.Context, s *restoreScope, kind restoreJobKind, got *batchv1.Job) (bool, error) {
+	if !got.DeletionTimestamp.IsZero() {
+		return false, nil
+	}
+	policy := metav1.DeletePropagationForeground
+	if kind == restoreJobVerify {
+		policy = metav1.DeletePropagationBackground
+	}
+	s.log.Info("Deleting a Job left over from an earlier restore", "job", klog.KObj(got), "propagation", policy)
+	err := r.Client.Delete(ctx, got, client.PropagationPolicy(policy), client.Preconditions{UID: &got.UID})
 	switch {
-	case restoreJobCondition(got, batchv1.JobComplete) != nil:
-		return got, restoreJobSucceeded, nil
-	case restoreJobCondition(got, batchv1.JobFailed) != nil:
-		return got, restoreJobFailedState, nil
+	case apierrors.IsConflict(err):
+		return false, nil
+	case client.IgnoreNotFound(err) != nil:
+		return false, fmt.Errorf("failed to delete stale Job %s: %w", klog.KObj(got), err)
 	}
-	return got, restoreJobPending, nil
+	return kind == restoreJobVerify, nil
 }
 
 // restoreJobEventReason is the Event reason of creating a Job of kind.

@@ -357,7 +357,10 @@ func (w *restoreWorld) step() bool {
 			changed = true
 		}
 	}
-	// Jobs.
+	// Jobs, as kube-controller-manager's Job controller and the kubelet run them: a step runs the
+	// Job's pod to its end (terminal phase, exit code, termination message); the Job controller
+	// sets the Job's Complete/Failed condition only a step later (it batches pod updates), so a
+	// reconcile in between sees a finished pod of a Job without a condition.
 	var jobs batchv1.JobList
 	must(c.List(ctx, &jobs))
 	for i := range jobs.Items {
@@ -366,30 +369,39 @@ func (w *restoreWorld) step() bool {
 			continue
 		}
 		code := w.jobExit[j.Name]
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: j.Namespace, Name: j.Name + "-pod",
-			Labels:          map[string]string{batchv1.JobNameLabel: j.Name},
+		pod := &corev1.Pod{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: j.Namespace, Name: j.Name + "-pod"}, pod); err == nil && metav1.IsControlledBy(pod, j) {
+			cond := batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}
+			if code != 0 {
+				cond = batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "PodFailurePolicy"}
+			}
+			j.Status.Conditions = append(j.Status.Conditions, cond)
+			must(c.Status().Update(ctx, j))
+			changed = true
+			continue
+		} else if err == nil {
+			must(c.Delete(ctx, pod)) // of an earlier Job of the same name
+		}
+		pod = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: j.Namespace, Name: j.Name + "-pod",
+			Labels:          map[string]string{batchv1.JobNameLabel: j.Name, batchv1.ControllerUidLabel: string(j.UID)},
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(j, batchv1.SchemeGroupVersion.WithKind("Job"))}}}
 		must(c.Create(ctx, pod))
-		cond := batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue}
 		phase := corev1.PodSucceeded
 		msg := `{"key":"` + tKey + `"}`
 		if code != 0 {
-			cond = batchv1.JobCondition{Type: batchv1.JobFailed, Status: corev1.ConditionTrue, Reason: "PodFailurePolicy"}
 			phase = corev1.PodFailed
 			msg = fmt.Sprintf(`{"error":"scripted failure of %s","reason":"Integrity","exitCode":%d}`, j.Name, code)
 		}
 		pod.Status = corev1.PodStatus{Phase: phase, ContainerStatuses: []corev1.ContainerStatus{{Name: restoreContainerName,
 			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Message: msg}}}}}
 		must(c.Status().Update(ctx, pod))
-		j.Status.Conditions = append(j.Status.Conditions, cond)
-		must(c.Status().Update(ctx, j))
 		changed = true
 	}
 	return changed
 }
 
 // run reconciles until the restore ends (or maxReconciles), playing the world in between and
-// moving the clock to the requested deadline when the world is stuck. It returns the
+// moving the clock to the requested deadline when nothing happened. It returns the
 // transcript: every reconcile's phase before and after, and its writes and Events.
 func (w *restoreWorld) run(maxReconciles int) []string {
 	var out []string
@@ -412,9 +424,16 @@ func (w *restoreWorld) run(maxReconciles int) []string {
 		if after == "" && c.Annotations[kdcv1alpha1.AnnotationRestoreFrom] == "" {
 			return out
 		}
+		// The reconciler's own writes (a patch, a create, a delete) come back as watch events and
+		// wake it again; only when neither it nor the world changed anything does the clock move to
+		// the deadline it asked for.
+		wrote := false
+		for _, l := range w.log {
+			wrote = wrote || !strings.HasPrefix(l, "  event ")
+		}
 		changed := w.step()
 		switch {
-		case !changed && res.RequeueAfter > 0:
+		case !changed && !wrote && res.RequeueAfter > 0:
 			w.clock.Step(res.RequeueAfter)
 			out = append(out, fmt.Sprintf("  (clock +%s)", res.RequeueAfter))
 		default:

@@ -89,9 +89,13 @@ var _ = Describe("Restore", func() {
 		Expect(t.podNames(kdcv1alpha1.ControlPlaneDeploymentName(clusterName))).To(BeEmpty())
 		Expect(*t.statefulSet().Spec.Replicas).To(BeEquivalentTo(0))
 		Expect(t.podNames(kdcv1alpha1.EtcdStatefulSetName(dsName))).To(BeEmpty())
-		verify := &batchv1.Job{}
-		Expect(env.Client.Get(ctx, t.key(kdcv1alpha1.VerifyJobName(clusterName)), verify)).To(Succeed())
-		Expect(verify.Status.Succeeded).To(BeEquivalentTo(1))
+		// The controller takes the verify Job's outcome from its pod; kube-controller-manager
+		// counts it on the Job a moment later.
+		Eventually(func(g Gomega) {
+			verify := &batchv1.Job{}
+			g.Expect(env.Client.Get(ctx, t.key(kdcv1alpha1.VerifyJobName(clusterName)), verify)).To(Succeed())
+			g.Expect(verify.Status.Succeeded).To(BeEquivalentTo(1))
+		}).Should(Succeed())
 		restore := &batchv1.Job{}
 		Expect(env.Client.Get(ctx, t.key(kdcv1alpha1.RestoreJobName(clusterName)), restore)).To(Succeed())
 		Expect(string(restore.UID)).To(Equal(c.Annotations[kdcv1alpha1.AnnotationRestoreJobUID]))
