@@ -92,7 +92,7 @@ func TestRestoreFailures(t *testing.T) {
 				objs[0].SetAnnotations(map[string]string{kdcv1alpha1.AnnotationRestoreFrom: "other/other-20260101T020000Z.db"})
 				return objs
 			},
-			wantMessage: `Restore from "other/other-20260101T020000Z.db" failed (ForeignKey): ForeignKey: key belongs to another cluster "other", not to "prod"; use a key under "prod/", for example prod/prod-20260101T020000Z.db; nothing was changed`,
+			wantMessage: `Restore from "other/other-20260101T020000Z.db" failed (ForeignKey): key belongs to another cluster "other", not to "prod"; use a key under "prod/", for example prod/prod-20260101T020000Z.db; nothing was changed`,
 			wantCP:      2, wantEtcd: 1,
 		},
 		{
@@ -101,19 +101,19 @@ func TestRestoreFailures(t *testing.T) {
 				objs[1].(*kdcv1alpha1.KdcClusterDatastore).Spec.Etcd.Replicas = 3
 				return objs
 			},
-			wantMessage: `Restore from "` + tKey + `" failed (MultiReplicaUnsupported): MultiReplicaUnsupported: KdcClusterDatastore tenant/ds runs 3 etcd replicas (spec.etcd.replicas) and restores support exactly 1; scale the datastore to 1 replica, then annotate again; nothing was changed`,
+			wantMessage: `Restore from "` + tKey + `" failed (MultiReplicaUnsupported): KdcClusterDatastore tenant/ds runs 3 etcd replicas (spec.etcd.replicas) and restores support exactly 1; scale the datastore to 1 replica, then annotate again; nothing was changed`,
 			wantCP:      2, wantEtcd: 1,
 		},
 		{
 			name:        "DataStoreUnknown",
 			objects:     func(objs []client.Object) []client.Object { return append(objs[:1:1], objs[2:]...) },
-			wantMessage: `Restore from "` + tKey + `" failed (DataStoreUnknown): DataStoreUnknown: KdcClusterDatastore tenant/ds cannot be found; fix spec.dataStore or wait until the datastore exists, then annotate again; nothing was changed`,
+			wantMessage: `Restore from "` + tKey + `" failed (DataStoreUnknown): KdcClusterDatastore tenant/ds cannot be found; fix spec.dataStore or wait until the datastore exists, then annotate again; nothing was changed`,
 			wantCP:      2, wantEtcd: 1,
 		},
 		{
 			name:        "SnapshotUnavailable: the verify Job fails, nothing is touched",
 			setup:       func(w *restoreWorld) { w.jobExit[verify] = 9 },
-			wantMessage: `Restore from "` + tKey + `" failed (SnapshotUnavailable): Job tenant/prod-etcd-verify: scripted failure of prod-etcd-verify (Integrity, exit code 9); nothing was changed, pick another snapshot and annotate again; nothing was changed`,
+			wantMessage: `Restore from "` + tKey + `" failed (SnapshotUnavailable): Job tenant/prod-etcd-verify: scripted failure of prod-etcd-verify (Integrity, exit code 9); pick another snapshot and annotate again; nothing was changed`,
 			wantCP:      2, wantEtcd: 1, wantJobs: []string{verify},
 		},
 		{

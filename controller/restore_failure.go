@@ -200,8 +200,10 @@ func restoreFailureOutcome(s *restoreScope, reason string) string {
 	return fmt.Sprintf(restoreOutcomeRollbackFailed, strings.TrimPrefix(rolledBack, restoreRollbackFailedPrefix))
 }
 
-// restoreFailureMessage is the RestoreReady message of a failed restore (DESIGN.md).
+// restoreFailureMessage is the RestoreReady message of a failed restore (DESIGN.md). The
+// webhook's rule details start with their reason; it is already in the parentheses.
 func restoreFailureMessage(key, reason, detail, outcome string) string {
+	detail = strings.TrimPrefix(detail, reason+": ")
 	return fmt.Sprintf("Restore from %q failed (%s): %s; %s", key, reason, detail, outcome)
 }
 

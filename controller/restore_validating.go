@@ -78,7 +78,7 @@ func (r *RestoreReconciler) reconcileValidating(ctx context.Context, s *restoreS
 	switch state {
 	case restoreJobFailedState:
 		return r.reject(ctx, s, kdcv1alpha1.ReasonSnapshotUnavailable,
-			r.jobFailureDetail(ctx, job)+"; nothing was changed, pick another snapshot and annotate again")
+			r.jobFailureDetail(ctx, job)+"; pick another snapshot and annotate again")
 	case restoreJobPending:
 		return r.wait(ctx, s, kdcv1alpha1.ReasonSnapshotUnavailable, fmt.Sprintf("the verify Job %s/%s did not finish", c.Namespace, kdcv1alpha1.VerifyJobName(c.Name)))
 	}
