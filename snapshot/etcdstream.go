@@ -5,11 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"hash"
 	"io"
-
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
 
 // snapshotStream is an io.Reader over etcd's Maintenance.Snapshot stream. It yields exactly what
@@ -18,7 +15,8 @@ import (
 // the first message announced and that etcd's hash matches. Any problem is returned from Read
 // instead of io.EOF, so an uploader reading it never completes a bad object.
 type snapshotStream struct {
-	recv     func() (*pb.SnapshotResponse, error)
+	recv     func(*snapshotMessage) error
+	msg      snapshotMessage
 	endpoint string
 
 	dbSize  int64 // announced database size, without the hash
@@ -34,21 +32,18 @@ type snapshotStream struct {
 // newSnapshotStream reads the stream's first message, which announces the database size, and
 // returns the reader positioned at the start. The storage version (etcd >= 3.6, else "") comes
 // from the same message.
-func newSnapshotStream(endpoint string, recv func() (*pb.SnapshotResponse, error)) (*snapshotStream, string, error) {
-	first, err := recv()
-	if err != nil {
+// recv decodes the next message into its argument (the Blob of the previous one may be reused)
+// and returns io.EOF at the end of the stream.
+func newSnapshotStream(endpoint string, recv func(*snapshotMessage) error) (*snapshotStream, string, error) {
+	s := &snapshotStream{recv: recv, endpoint: endpoint, whole: sha256.New()}
+	if err := recv(&s.msg); err != nil {
 		return nil, "", errorf(ExitEtcdUnavailable, "failed to open the snapshot stream from etcd %s: %w; check the endpoint, the DS-etcd-certs client certificate and that etcd is healthy", endpoint, err)
 	}
-	s := &snapshotStream{
-		recv:     recv,
-		endpoint: endpoint,
-		dbSize:   int64(len(first.Blob)) + int64(first.RemainingBytes),
-		whole:    sha256.New(),
-	}
-	if err := s.accept(first.Blob); err != nil {
+	s.dbSize = int64(len(s.msg.Blob)) + int64(s.msg.RemainingBytes)
+	if err := s.accept(s.msg.Blob); err != nil {
 		return nil, "", err
 	}
-	return s, first.Version, nil
+	return s, s.msg.Version, nil
 }
 
 // Size is the object size: the announced database size plus etcd's hash.
@@ -65,9 +60,10 @@ func (s *snapshotStream) Read(p []byte) (int, error) {
 		if s.done {
 			return 0, io.EOF
 		}
-		resp, err := s.recv()
+		err := s.recv(&s.msg)
 		switch {
 		case errors.Is(err, io.EOF):
+			s.msg.release()
 			if err := s.finish(); err != nil {
 				s.err = err
 				return 0, err
@@ -76,7 +72,7 @@ func (s *snapshotStream) Read(p []byte) (int, error) {
 		case err != nil:
 			s.err = errorf(ExitEtcdUnavailable, "snapshot stream from etcd %s broke after %d of %d bytes: %w; check etcd's health and logs", s.endpoint, s.dbRead, s.dbSize, err)
 		default:
-			if err := s.accept(resp.Blob); err != nil {
+			if err := s.accept(s.msg.Blob); err != nil {
 				s.err = err
 			}
 		}
@@ -95,11 +91,9 @@ func (s *snapshotStream) accept(blob []byte) error {
 	s.whole.Write(db)
 	s.dbRead += int64(len(db))
 	if s.dbRead == s.dbSize && s.dbSum == nil {
-		c, err := s.whole.(hash.Cloner).Clone()
-		if err != nil {
-			return fmt.Errorf("failed to clone the SHA-256 state: %w", err)
-		}
-		s.dbSum = c.Sum(nil)
+		// Sum leaves the hasher's state alone: this is etcd's hash of the database, and the same
+		// hasher goes on over the 32 bytes for the whole-object SHA-256.
+		s.dbSum = s.whole.Sum(nil)
 	}
 	rest := blob[len(db):]
 	if len(s.trailer)+len(rest) > etcdHashSize {

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -176,33 +177,98 @@ func download(ctx context.Context, c *s3.Client, loc S3Location, info *objectInf
 	defer out.Body.Close()
 
 	v := newVerifier(info)
-	dst := &recordingWriter{w: w}
-	n, err := io.Copy(io.MultiWriter(v, dst), out.Body)
+	n, werr, err := v.copy(w, out.Body)
 	if err != nil {
-		if dst.err != nil {
-			return "", localIOError("write the downloaded snapshot", obj, dst.err)
+		if werr != nil {
+			return "", localIOError("write the downloaded snapshot", obj, werr)
 		}
 		return "", errorf(ExitS3Unreachable, "download of %s broke after %d of %d bytes: %w; check the S3 endpoint %s and retry", obj, n, info.Size, err, loc.Endpoint)
 	}
 	return v.check(obj)
 }
 
-// recordingWriter remembers the error of its writer, to tell a full disk from a broken download.
-type recordingWriter struct {
-	w   io.Writer
-	err error
+// Download buffers: copyChunk bytes are read, hashed and written at a time, in copyChunks
+// buffers that circulate between the reading and the writing goroutine.
+const (
+	copyChunk  = 1 << 20
+	copyChunks = 4
+)
+
+// chunk is one buffer of the download; done is closed when the writer is through with it.
+type chunk struct {
+	buf  []byte
+	n    int
+	done chan struct{}
 }
 
-func (r *recordingWriter) Write(p []byte) (int, error) {
-	n, err := r.w.Write(p)
-	if err != nil {
-		r.err = err
+// copy streams r into w and through every hash, in two goroutines over the same buffers: this
+// one reads and runs the whole-object SHA-256 (which also yields etcd's hash); the other runs
+// the per-part SHA-256s of a composite checksum and writes to w. A buffer is reused only when
+// both are through with it, so w gets exactly the bytes that were hashed. On two CPUs the two
+// hashing passes and the write take about the time of one pass (docs/benchmarks.md). It returns
+// the bytes read, the error of w (a full disk) if that is what stopped it, and the error.
+func (v *verifier) copy(w io.Writer, r io.Reader) (n int64, werr, err error) {
+	var (
+		mu      sync.Mutex
+		written sync.WaitGroup
+		chunks  = make(chan *chunk, copyChunks)
+	)
+	failed := func() error { mu.Lock(); defer mu.Unlock(); return werr }
+	written.Go(func() {
+		for c := range chunks {
+			if v.parts != nil {
+				v.parts.Write(c.buf[:c.n])
+			}
+			if failed() == nil {
+				if _, err := w.Write(c.buf[:c.n]); err != nil {
+					mu.Lock()
+					werr = err
+					mu.Unlock()
+				}
+			}
+			close(c.done)
+		}
+	})
+	finish := func(rerr error) (int64, error, error) {
+		close(chunks)
+		written.Wait()
+		if werr != nil {
+			return n, werr, werr
+		}
+		return n, nil, rerr
 	}
-	return n, err
+	ring := make([]*chunk, copyChunks)
+	for i := 0; ; i++ {
+		c := ring[i%copyChunks]
+		if c == nil {
+			c = &chunk{buf: make([]byte, copyChunk)}
+			ring[i%copyChunks] = c
+		} else {
+			<-c.done // the writer has finished with this buffer
+		}
+		if failed() != nil {
+			return finish(nil)
+		}
+		var rerr error
+		c.n, rerr = io.ReadFull(r, c.buf)
+		n += int64(c.n)
+		if rerr == io.ErrUnexpectedEOF || rerr == io.EOF {
+			rerr = nil
+		}
+		if rerr != nil || c.n == 0 {
+			return finish(rerr)
+		}
+		c.done = make(chan struct{})
+		chunks <- c
+		v.writeWhole(c.buf[:c.n])
+		if c.n < len(c.buf) {
+			return finish(nil)
+		}
+	}
 }
 
-// verifier hashes an object as it streams by: one SHA-256 pass for the whole object (cloned at
-// the database boundary for etcd's hash) plus the per-part hashes of a composite checksum.
+// verifier hashes an object as it streams by: one SHA-256 pass for the whole object (whose Sum
+// at the database boundary is etcd's hash) plus the per-part hashes of a composite checksum.
 type verifier struct {
 	info    *objectInfo
 	n       int64
@@ -220,7 +286,18 @@ func newVerifier(info *objectInfo) *verifier {
 	return v
 }
 
+// Write hashes p with every hash (tests; download runs the part hashes in parallel).
 func (v *verifier) Write(p []byte) (int, error) {
+	v.writeWhole(p)
+	if v.parts != nil {
+		v.parts.Write(p)
+	}
+	return len(p), nil
+}
+
+// writeWhole feeds p to the whole-object hash, capturing etcd's hash at the database boundary
+// and the 32 bytes after it.
+func (v *verifier) writeWhole(p []byte) {
 	dbSize := v.info.Size - etcdHashSize
 	db := p
 	if v.n < dbSize {
@@ -232,22 +309,16 @@ func (v *verifier) Write(p []byte) (int, error) {
 	}
 	v.whole.Write(db)
 	if v.n+int64(len(db)) == dbSize && v.dbSum == nil {
-		c, err := v.whole.(hash.Cloner).Clone()
-		if err != nil {
-			return 0, err
-		}
-		v.dbSum = c.Sum(nil)
+		// The same hasher serves both: Sum does not change its state, so this is SHA-256 of
+		// the database, and the hasher goes on over the 32 bytes for the whole object.
+		v.dbSum = v.whole.Sum(nil)
 	}
 	rest := p[len(db):]
 	if len(v.trailer) < etcdHashSize {
 		v.trailer = append(v.trailer, rest[:min(len(rest), etcdHashSize-len(v.trailer))]...)
 	}
 	v.whole.Write(rest)
-	if v.parts != nil {
-		v.parts.Write(p)
-	}
 	v.n += int64(len(p))
-	return len(p), nil
 }
 
 // check runs the end-of-download checks and returns the object's hex SHA-256.

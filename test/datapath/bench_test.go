@@ -36,7 +36,7 @@ func newBenchEnv(b *testing.B) *env {
 	}
 }
 
-func etcdctl(b *testing.B, e *framework.EtcdServer, args ...string) time.Duration {
+func etcdctl(b *testing.B, e *framework.EtcdServer, args ...string) (time.Duration, time.Duration) {
 	b.Helper()
 	cmd := exec.Command(filepath.Join(framework.EtcdDir(framework.EtcdVersion), "etcdctl"), append([]string{
 		"--endpoints", e.ClientURL, "--cacert", e.Certs.CAFile, "--cert", e.Certs.ClientCert, "--key", e.Certs.ClientKey,
@@ -45,7 +45,36 @@ func etcdctl(b *testing.B, e *framework.EtcdServer, args ...string) time.Duratio
 	if out, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("etcdctl %v: %v: %s", args, err, out)
 	}
-	return time.Since(start)
+	return time.Since(start), cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+}
+
+// cpuMeter sums the CPU time of the process under test, its reference tool, and the etcd and
+// MinIO servers while each runs, to show where the time goes on a machine shared by all of them.
+type cpuMeter struct {
+	ours, theirs                    time.Duration // the processes themselves
+	etcdOurs, etcdTheirs, minioOurs time.Duration // the servers, during ours / theirs
+	etcdPID, minioPID               int
+}
+
+// during measures the servers' CPU while f runs and adds it to etcd and minio.
+func (m *cpuMeter) during(b *testing.B, etcd, minio *time.Duration, f func()) {
+	e0, m0 := procCPU(b, m.etcdPID), procCPU(b, m.minioPID)
+	f()
+	*etcd += procCPU(b, m.etcdPID) - e0
+	if minio != nil {
+		*minio += procCPU(b, m.minioPID) - m0
+	}
+}
+
+func (m *cpuMeter) report(b *testing.B, what, ref string) {
+	n := float64(b.N)
+	b.ReportMetric(m.ours.Seconds()/n, "s-cpu/"+what)
+	b.ReportMetric(m.theirs.Seconds()/n, "s-cpu/"+ref)
+	b.ReportMetric(m.minioOurs.Seconds()/n, "s-minio-cpu/"+what)
+	if m.etcdPID != 0 {
+		b.ReportMetric(m.etcdOurs.Seconds()/n, "s-etcd-cpu/"+what)
+		b.ReportMetric(m.etcdTheirs.Seconds()/n, "s-etcd-cpu/"+ref)
+	}
 }
 
 // BenchmarkBackup compares `kdc-etcd-backup backup` (etcd -> MinIO, streamed) with
@@ -60,17 +89,28 @@ func BenchmarkBackup(b *testing.B) {
 			var ours, theirs time.Duration
 			var rss int64
 			var size float64
+			cpu := cpuMeter{etcdPID: e.PID(), minioPID: en.minio.PID()}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				file := filepath.Join(b.TempDir(), "etcdctl.db")
-				theirs += etcdctl(b, e, "snapshot", "save", file)
+				cpu.during(b, &cpu.etcdTheirs, nil, func() {
+					d, c := etcdctl(b, e, "snapshot", "save", file)
+					theirs, cpu.theirs = theirs+d, cpu.theirs+c
+				})
 				os.Remove(file)
-				r := en.run(b, append([]string{"backup", "--cluster", fmt.Sprintf("bench%d", i), "--endpoints", e.ClientURL,
-					"--cacert", e.Certs.CAFile, "--cert", e.Certs.ClientCert, "--key", e.Certs.ClientKey}, en.s3Args()...)...)
+				var r runResult
+				cpu.during(b, &cpu.etcdOurs, &cpu.minioOurs, func() {
+					r = en.run(b, append([]string{"backup", "--cluster", fmt.Sprintf("bench%d", i), "--endpoints", e.ClientURL,
+						"--cacert", e.Certs.CAFile, "--cert", e.Certs.ClientCert, "--key", e.Certs.ClientKey}, append(en.s3Args(), strings.Fields(os.Getenv("KDC_BENCH_BACKUP_ARGS"))...)...)...)
+				})
 				if r.code != 0 {
 					b.Fatalf("backup exited %d: %s", r.code, r.stderr)
 				}
+				if os.Getenv("KDC_BENCH_LOG") != "" {
+					b.Log(r.stderr)
+				}
 				ours += r.duration
+				cpu.ours += r.cpu
 				rss = max(rss, r.maxRSS)
 				size, _ = r.term["size"].(float64)
 			}
@@ -80,6 +120,7 @@ func BenchmarkBackup(b *testing.B) {
 			b.ReportMetric(ours.Seconds()/theirs.Seconds(), "x-etcdctl")
 			b.ReportMetric(float64(rss)/(1<<20), "MiB-maxrss")
 			b.ReportMetric(size/(1<<20), "MiB-snapshot")
+			cpu.report(b, "backup", "etcdctl")
 		})
 	}
 }
@@ -94,7 +135,7 @@ func BenchmarkRestore(b *testing.B) {
 			en := newBenchEnv(b)
 			e := benchEtcd(b, mb)
 			local := filepath.Join(b.TempDir(), "local.db")
-			etcdctl(b, e, "snapshot", "save", local)
+			_, _ = etcdctl(b, e, "snapshot", "save", local)
 			bk := en.run(b, append([]string{"backup", "--cluster", "bench", "--endpoints", e.ClientURL,
 				"--cacert", e.Certs.CAFile, "--cert", e.Certs.ClientCert, "--key", e.Certs.ClientKey}, en.s3Args()...)...)
 			if bk.code != 0 {
@@ -104,21 +145,27 @@ func BenchmarkRestore(b *testing.B) {
 			etcdutl := filepath.Join(framework.EtcdDir(framework.EtcdVersion), "etcdutl")
 			var ours, theirs time.Duration
 			var rss int64
+			cpu := cpuMeter{minioPID: en.minio.PID()}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				dir := b.TempDir()
 				start := time.Now()
-				if out, err := exec.Command(etcdutl, "snapshot", "restore", local, "--data-dir", filepath.Join(dir, "etcdutl.etcd"),
-					"--bump-revision", "1000000000", "--mark-compacted").CombinedOutput(); err != nil {
+				cmd := exec.Command(etcdutl, "snapshot", "restore", local, "--data-dir", filepath.Join(dir, "etcdutl.etcd"),
+					"--bump-revision", "1000000000", "--mark-compacted")
+				if out, err := cmd.CombinedOutput(); err != nil {
 					b.Fatalf("etcdutl: %v: %s", err, out)
 				}
 				theirs += time.Since(start)
+				cpu.theirs += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 				os.RemoveAll(filepath.Join(dir, "etcdutl.etcd"))
+				m0 := procCPU(b, cpu.minioPID)
 				r := en.run(b, append([]string{"restore", "--key", key, "--data-dir", filepath.Join(dir, "default.etcd")}, en.s3Args()...)...)
+				cpu.minioOurs += procCPU(b, cpu.minioPID) - m0
 				if r.code != 0 {
 					b.Fatalf("restore exited %d: %s", r.code, r.stderr)
 				}
 				ours += r.duration
+				cpu.ours += r.cpu
 				rss = max(rss, r.maxRSS)
 			}
 			b.StopTimer()
@@ -126,9 +173,12 @@ func BenchmarkRestore(b *testing.B) {
 			b.ReportMetric(theirs.Seconds()/float64(b.N), "s/etcdutl")
 			b.ReportMetric(ours.Seconds()/theirs.Seconds(), "x-etcdutl")
 			b.ReportMetric(float64(rss)/(1<<20), "MiB-maxrss")
+			cpu.report(b, "restore", "etcdutl")
 		})
 	}
 }
+
+// KDC_BENCH_BACKUP_ARGS adds flags to BenchmarkBackup's backup command, e.g. "--concurrency 1".
 
 // benchSizesFromEnv is 20 and 200 MB, or the sizes in KDC_BENCH_SIZES_MB (comma-separated).
 func benchSizesFromEnv() []int {

@@ -60,6 +60,7 @@ type runResult struct {
 	term     map[string]any
 	duration time.Duration
 	maxRSS   int64 // bytes
+	cpu      time.Duration
 }
 
 // run runs the binary with S3 credentials in the environment and reads its termination message.
@@ -79,6 +80,9 @@ func (en *env) run(tb testing.TB, args ...string) runResult {
 		r.code = ee.ExitCode()
 	case err != nil:
 		tb.Fatalf("failed to run the binary: %v", err)
+	}
+	if cmd.ProcessState != nil {
+		r.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.maxRSS = ru.Maxrss * 1024 // kilobytes on Linux

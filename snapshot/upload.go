@@ -1,0 +1,203 @@
+package snapshot
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+)
+
+// maxUploadParts is S3's limit on the parts of one multipart upload.
+const maxUploadParts = 10000
+
+// uploadResult is what S3 recorded for an uploaded snapshot.
+type uploadResult struct {
+	// ChecksumSHA256 is the object's x-amz-checksum-sha256: full-object for a single PutObject,
+	// composite ("-N") for a multipart upload.
+	ChecksumSHA256 string
+	// Parts are the completed parts with the SHA-256 we computed and S3 verified; empty for a
+	// single PutObject.
+	Parts []types.CompletedPart
+}
+
+// streamUploader uploads a snapshot stream with S3's low-level multipart API. Compared with the
+// SDK's manager.Uploader it holds exactly Concurrency+1 part buffers, allocated once (the
+// manager reads the first part with io.ReadAll, growing and copying a slice to a part size and
+// keeping it next to its pool), and it computes each part's SHA-256 itself, once, in the goroutine
+// that sends the part, and the full-object SHA-256 of a single PutObject comes from the stream's
+// own hash instead of a second pass.
+type streamUploader struct {
+	client      *s3.Client
+	opts        []func(*s3.Options)
+	partSize    int64
+	concurrency int
+}
+
+// part is one part read from the stream, in a buffer of the pool.
+type part struct {
+	num int32
+	buf []byte
+	n   int
+}
+
+// upload reads body to the end and stores it as in.Key. A snapshot that fits in one part is sent
+// as one PutObject, after the stream's end-of-stream checks passed. Larger ones are sent as a
+// multipart upload that is completed only when the stream ended without error and every part
+// was stored; on any failure the multipart upload is aborted, so no object becomes visible.
+// ctx must not be cancelled by a signal: the abort needs it.
+func (u *streamUploader) upload(ctx context.Context, body *snapshotStream, in *s3.CreateMultipartUploadInput) (*uploadResult, error) {
+	free := make(chan []byte, u.concurrency+1)
+	first := make([]byte, u.partSize)
+	n, err := io.ReadFull(body, first)
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		// Read returned io.EOF only after the stream's size and etcd hash checks passed.
+		return u.putObject(ctx, body, in, first[:n])
+	case err != nil:
+		return nil, err
+	}
+
+	created, err := u.client.CreateMultipartUpload(ctx, in, u.opts...)
+	if err != nil {
+		return nil, err
+	}
+	uploadID := created.UploadId
+	abort := func(cause error) error {
+		if _, aerr := u.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: in.Bucket, Key: in.Key, UploadId: uploadID}, u.opts...); aerr != nil {
+			return fmt.Errorf("%w (and aborting the multipart upload failed: %v)", cause, aerr)
+		}
+		return cause
+	}
+
+	var (
+		mu        sync.Mutex
+		completed []types.CompletedPart
+		sendErr   error
+		wg        sync.WaitGroup
+	)
+	failed := func() bool { mu.Lock(); defer mu.Unlock(); return sendErr != nil }
+	parts := make(chan part, u.concurrency)
+	for range u.concurrency {
+		wg.Go(func() {
+			for p := range parts {
+				if !failed() {
+					cp, err := u.uploadPart(ctx, in, uploadID, p)
+					mu.Lock()
+					if err != nil && sendErr == nil {
+						sendErr = err
+					} else if err == nil {
+						completed = append(completed, cp)
+					}
+					mu.Unlock()
+				}
+				free <- p.buf
+			}
+		})
+	}
+
+	var readErr error
+	buf, buffers := first, 1
+	for num := int32(1); !failed(); num++ {
+		if num > maxUploadParts {
+			readErr = fmt.Errorf("the snapshot needs more than %d parts of %d bytes; raise --part-size", maxUploadParts, u.partSize)
+			break
+		}
+		parts <- part{num: num, buf: buf, n: n}
+		if int64(n) < u.partSize {
+			break
+		}
+		select {
+		case buf = <-free:
+		default:
+			if buffers <= u.concurrency {
+				buf, buffers = make([]byte, u.partSize), buffers+1
+			} else {
+				buf = <-free
+			}
+		}
+		n, err = io.ReadFull(body, buf)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = nil // Read returned io.EOF only after the end-of-stream checks passed
+			if n == 0 {
+				break
+			}
+		}
+		if err != nil {
+			readErr = err
+			break
+		}
+	}
+	close(parts)
+	wg.Wait()
+	if readErr != nil {
+		return nil, abort(readErr)
+	}
+	if sendErr != nil {
+		return nil, abort(sendErr)
+	}
+	slices.SortFunc(completed, func(a, b types.CompletedPart) int { return int(aws.ToInt32(a.PartNumber) - aws.ToInt32(b.PartNumber)) })
+	out, err := u.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket:          in.Bucket,
+		Key:             in.Key,
+		UploadId:        uploadID,
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: completed},
+	}, u.opts...)
+	if err != nil {
+		return nil, abort(err)
+	}
+	return &uploadResult{ChecksumSHA256: aws.ToString(out.ChecksumSHA256), Parts: completed}, nil
+}
+
+// uploadPart sends one part with its SHA-256, which the server verifies.
+func (u *streamUploader) uploadPart(ctx context.Context, in *s3.CreateMultipartUploadInput, uploadID *string, p part) (types.CompletedPart, error) {
+	data := p.buf[:p.n]
+	sum := sha256.Sum256(data)
+	b64 := base64.StdEncoding.EncodeToString(sum[:])
+	out, err := u.client.UploadPart(ctx, &s3.UploadPartInput{
+		Bucket:         in.Bucket,
+		Key:            in.Key,
+		UploadId:       uploadID,
+		PartNumber:     aws.Int32(p.num),
+		Body:           bytes.NewReader(data), // seekable: the SDK can retry
+		ContentLength:  aws.Int64(int64(p.n)),
+		ChecksumSHA256: aws.String(b64),
+	}, u.opts...)
+	if err != nil {
+		return types.CompletedPart{}, fmt.Errorf("part %d: %w", p.num, err)
+	}
+	if got := aws.ToString(out.ChecksumSHA256); got != "" && got != b64 {
+		return types.CompletedPart{}, errorf(ExitIntegrity, "S3 stored part %d with SHA-256 %s, but it was sent with %s; retry", p.num, got, b64)
+	}
+	return types.CompletedPart{PartNumber: aws.Int32(p.num), ETag: out.ETag, ChecksumSHA256: aws.String(b64)}, nil
+}
+
+// putObject stores a snapshot smaller than one part with a full-object SHA-256, the stream's.
+func (u *streamUploader) putObject(ctx context.Context, body *snapshotStream, in *s3.CreateMultipartUploadInput, data []byte) (*uploadResult, error) {
+	raw, err := hex.DecodeString(body.SHA256())
+	if err != nil {
+		return nil, err
+	}
+	out, err := u.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket:         in.Bucket,
+		Key:            in.Key,
+		Body:           bytes.NewReader(data),
+		ContentLength:  aws.Int64(int64(len(data))),
+		ContentType:    in.ContentType,
+		Metadata:       in.Metadata,
+		ChecksumSHA256: aws.String(base64.StdEncoding.EncodeToString(raw)),
+	}, u.opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &uploadResult{ChecksumSHA256: aws.ToString(out.ChecksumSHA256)}, nil
+}
