@@ -51,7 +51,8 @@ lint: $(STATICCHECK) ## Check formatting and run staticcheck.
 	$(STATICCHECK) ./...
 
 .PHONY: verify
-verify: generate manifests ## Regenerate everything and fail if the committed files drift.
+verify: generate manifests ## Regenerate everything and fail if the committed files drift (incl. go.mod).
+	@go mod tidy -diff || { echo "go.mod/go.sum are not tidy; run 'go mod tidy' and commit"; exit 1; }
 	@if [ -n "$$(git status --porcelain -- api manifests test/crds)" ]; then \
 	  echo "generated files are out of date; run 'make generate manifests' and commit:"; \
 	  git status --porcelain -- api manifests test/crds; git --no-pager diff --stat -- api manifests test/crds; exit 1; fi
