@@ -66,9 +66,11 @@ GO
       go get "go.etcd.io/etcd/server/v3@${v}" "go.etcd.io/etcd/etcdctl/v3@${v}" "go.etcd.io/etcd/etcdutl/v3@${v}")
     (cd "${src}" && mkdir -p "${out}.tmp" &&
       go build -mod=mod -o "${out}.tmp/" ./etcd go.etcd.io/etcd/etcdctl/v3 go.etcd.io/etcd/etcdutl/v3)
+    local b got
     for b in etcd etcdctl etcdutl; do
-      if ! "${out}.tmp/${b}" --version 2>&1 | grep -q "${v#v}"; then
-        echo "built ${b} is not ${v}: $("${out}.tmp/${b}" --version 2>&1 | head -1)" >&2
+      if [[ $b == etcd ]]; then got=$("${out}.tmp/${b}" --version 2>&1); else got=$("${out}.tmp/${b}" version 2>&1); fi
+      if ! grep -q "version: ${v#v}\|Version: ${v#v}" <<<"${got}"; then
+        echo "built ${b} is not ${v}: $(head -1 <<<"${got}")" >&2
         exit 1
       fi
     done
