@@ -23,18 +23,17 @@ func init() {
 
 // setupComponents registers the webhooks and controllers with the manager.
 func setupComponents(mgr ctrl.Manager, o managerOptions) error {
-	_ = mgr
-	_ = o
 	if o.enableWebhooks {
 		if err := webhook.SetupWithManager(mgr, webhook.Options{ControllerUsername: o.controllerUsername}); err != nil {
 			return err
 		}
 	}
 	if o.enableCtrl {
-		if err := controller.SetupBackupReconciler(mgr, controller.Options{Image: o.image, S3Endpoint: o.s3Endpoint}); err != nil {
+		opts := controller.Options{Image: o.image, S3Endpoint: o.s3Endpoint, RestoreTimeouts: o.restoreTimeouts}
+		if err := controller.SetupBackupReconciler(mgr, opts); err != nil {
 			return err
 		}
-		if err := controller.SetupRestoreReconciler(mgr, controller.Options{Image: o.image, S3Endpoint: o.s3Endpoint, RestoreTimeouts: o.restoreTimeouts}); err != nil {
+		if err := controller.SetupRestoreReconciler(mgr, opts); err != nil {
 			return err
 		}
 	}
