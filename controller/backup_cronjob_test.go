@@ -32,7 +32,7 @@ func backupTestCluster(mutate ...func(*kdcv1alpha1.KdcCluster)) *kdcv1alpha1.Kdc
 
 func backupTestInputs(mutate ...func(*backupInputs)) backupInputs {
 	in := backupInputs{
-		Image:            "registry.example.com/kdc-etcd-backup:v1",
+		Image:            "kdc-etcd-backup:v1",
 		EtcdEndpoints:    []string{"https://ds1-etcd-0.ds1-etcd.team-a.svc:2379"},
 		S3Endpoint:       "http://rgw.rook-ceph.svc",
 		Bucket:           "team-a-managed-k8s-backups",
@@ -100,7 +100,7 @@ func wantBackupCronJob(mutate ...func(*batchv1.CronJob)) *batchv1.CronJob {
 							},
 							Containers: []corev1.Container{{
 								Name:    "backup",
-								Image:   "registry.example.com/kdc-etcd-backup:v1",
+								Image:   "kdc-etcd-backup:v1",
 								Command: []string{"/kdc-etcd-backup"},
 								Args: []string{"backup", "--cluster=prod",
 									"--endpoints=https://ds1-etcd-0.ds1-etcd.team-a.svc:2379",

@@ -40,7 +40,7 @@ const (
 	tCluster = "prod"
 	tDS      = "ds"
 	tKey     = "prod/prod-20260101T020000Z.db"
-	tImage   = "registry.example/kdc-etcd-backup:v1"
+	tImage   = "kdc-etcd-backup:v1"
 )
 
 var tStart = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -69,7 +69,7 @@ func testEtcdStatefulSet(ns, ds string, replicas int32) *appsv1.StatefulSet {
 					SecurityContext: &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](1000), FSGroup: ptr.To[int64](1000)},
 					Containers: []corev1.Container{{
 						Name:    "etcd",
-						Image:   "registry.k8s.io/etcd:3.5.21-0",
+						Image:   "etcd:3.5.21-0",
 						Command: []string{"etcd"},
 						Args: []string{
 							"--data-dir=/var/run/etcd/default.etcd",
@@ -100,7 +100,7 @@ func testControlPlane(ns, cluster string, replicas int32) *appsv1.Deployment {
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "kube-apiserver", Image: "registry.k8s.io/kube-apiserver:v1.33.0"}}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "kube-apiserver", Image: "kube-apiserver:v1.33.0"}}},
 			},
 		},
 	}

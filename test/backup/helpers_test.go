@@ -51,7 +51,7 @@ func createEtcdStatefulSet(ns, ds string) {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: "etcd", Image: "registry.k8s.io/etcd:3.5.21-0",
+					Name: "etcd", Image: "etcd:3.5.21-0",
 					Ports: []corev1.ContainerPort{{Name: "client", ContainerPort: 2379}, {Name: "peer", ContainerPort: 2380}},
 				}}},
 			},

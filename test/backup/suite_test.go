@@ -19,7 +19,7 @@ import (
 
 const (
 	// testImage is the manager image the CronJob's container must run.
-	testImage = "registry.example.com/kdc-etcd-backup:test"
+	testImage = "kdc-etcd-backup:test"
 	// testS3Endpoint is the manager's --s3-endpoint.
 	testS3Endpoint = "http://s3.example.com:9000"
 )

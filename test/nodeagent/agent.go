@@ -42,7 +42,7 @@ type Options struct {
 	StateDir string
 	// Images maps container images to local binaries, the image's entrypoint. An image is
 	// looked up by its full reference, then "<last path element>:<tag>", its repository, and the
-	// repository's last path element: "registry.k8s.io/etcd:3.5.35-0" matches the key
+	// repository's last path element: "mirror/etcd:3.5.35-0" matches the key
 	// "etcd:3.5.35-0" or "etcd". Default: DefaultImages().
 	Images map[string]string
 	// PodCIDR is the loopback block pod addresses come from, such as "127.77.3.0/24"; its first

@@ -117,7 +117,7 @@ var _ = Describe("Node agent", func() {
 
 	It("runs an image's entrypoint with args and expands $(VAR) from the downward API", func() {
 		j := newJob(ns, "etcdctl", corev1.Container{
-			Image:   "registry.k8s.io/etcd:3.5.35-0",
+			Image:   "etcd:3.5.35-0",
 			Command: []string{"etcdctl", "version"},
 		})
 		term := runJob(j, false)

@@ -39,7 +39,7 @@ func DefaultImages() map[string]string {
 
 // imageKeys are the keys an image is looked up by, most specific first: the full reference,
 // repository:tag with only the last path element, the repository, the last path element.
-// "registry.k8s.io/etcd:3.5.35-0" -> [registry.k8s.io/etcd:3.5.35-0 etcd:3.5.35-0 registry.k8s.io/etcd etcd].
+// "mirror/etcd:3.5.35-0" -> [mirror/etcd:3.5.35-0 etcd:3.5.35-0 mirror/etcd etcd].
 func imageKeys(image string) []string {
 	ref := image
 	if i := strings.Index(ref, "@"); i >= 0 { // digest

@@ -25,11 +25,11 @@ func TestExpand(t *testing.T) {
 
 func TestImageKeys(t *testing.T) {
 	for image, want := range map[string][]string{
-		"etcd":                          {"etcd", "etcd"},
-		"kdc-etcd-backup:v0.1.0":        {"kdc-etcd-backup:v0.1.0", "kdc-etcd-backup:v0.1.0", "kdc-etcd-backup", "kdc-etcd-backup"},
-		"registry.k8s.io/etcd:3.5.35-0": {"registry.k8s.io/etcd:3.5.35-0", "etcd:3.5.35-0", "registry.k8s.io/etcd", "etcd"},
-		"localhost:5000/minio/minio":    {"localhost:5000/minio/minio", "minio"},
-		"quay.io/coreos/etcd@sha256:ab": {"quay.io/coreos/etcd", "etcd"},
+		"etcd":                         {"etcd", "etcd"},
+		"kdc-etcd-backup:v0.1.0":       {"kdc-etcd-backup:v0.1.0", "kdc-etcd-backup:v0.1.0", "kdc-etcd-backup", "kdc-etcd-backup"},
+		"mirror/etcd:3.5.35-0":         {"mirror/etcd:3.5.35-0", "etcd:3.5.35-0", "mirror/etcd", "etcd"},
+		"mirror:5000/minio/minio":   {"mirror:5000/minio/minio", "minio"},
+		"mirror/coreos/etcd@sha256:ab": {"mirror/coreos/etcd", "etcd"},
 	} {
 		if diff := cmp.Diff(want, imageKeys(image)); diff != "" {
 			t.Errorf("imageKeys(%q) (-want +got):\n%s", image, diff)

@@ -53,7 +53,7 @@ func newTenant() *tenant {
 			Replicas: ptr.To[int32](cpReplicas),
 			Selector: &metav1.LabelSelector{MatchLabels: cpLabels},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: cpLabels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "kube-apiserver", Image: "registry.k8s.io/kube-apiserver:v1.33.0"}}}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "kube-apiserver", Image: "kube-apiserver:v1.33.0"}}}},
 		},
 	})).To(Succeed())
 	etcdLabels := map[string]string{"app": kdcv1alpha1.EtcdStatefulSetName(dsName)}
@@ -68,7 +68,7 @@ func newTenant() *tenant {
 				Spec: corev1.PodSpec{
 					SecurityContext: &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](1000), FSGroup: ptr.To[int64](1000)},
 					Containers: []corev1.Container{{
-						Name: "etcd", Image: "registry.k8s.io/etcd:3.5.21-0", Command: []string{"etcd"},
+						Name: "etcd", Image: "etcd:3.5.21-0", Command: []string{"etcd"},
 						Args: []string{
 							"--data-dir=/var/run/etcd/default.etcd",
 							"--name=$(POD_NAME)",

@@ -18,7 +18,7 @@ import (
 )
 
 const (
-	testImage      = "registry.example.com/kdc-etcd-backup:test"
+	testImage      = "kdc-etcd-backup:test"
 	testS3Endpoint = "http://s3.example.com:9000"
 )
 

@@ -92,7 +92,7 @@ func runBackupBench(b *testing.B, bin string, n int) {
 	cmd := exec.Command(bin, "manager",
 		"--leader-elect=false", "--enable-webhooks=false",
 		"--metrics-bind-address=127.0.0.1:"+strconv.Itoa(port), "--health-probe-bind-address=0",
-		"--image=registry.example.com/kdc-etcd-backup:bench", "--s3-endpoint=http://s3.example.com:9000")
+		"--image=kdc-etcd-backup:bench", "--s3-endpoint=http://s3.example.com:9000")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -177,7 +177,7 @@ func createTenant(ctx context.Context, c client.Client, ns string) error {
 				ServiceName: "ds-etcd", Replicas: ptr.To[int32](1),
 				Selector: &metav1.LabelSelector{MatchLabels: labels},
 				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
-					Containers: []corev1.Container{{Name: "etcd", Image: "registry.k8s.io/etcd:3.5.21-0"}},
+					Containers: []corev1.Container{{Name: "etcd", Image: "etcd:3.5.21-0"}},
 				}},
 			},
 		},

@@ -87,8 +87,8 @@ const (
 	cpEtcdMountPath  = "/etc/kubernetes/etcd-pki"
 )
 
-// EtcdImage is the registry.k8s.io etcd image of version v ("v3.5.35" -> "registry.k8s.io/etcd:3.5.35-0").
-func EtcdImage(v string) string { return "registry.k8s.io/etcd:" + strings.TrimPrefix(v, "v") + "-0" }
+// EtcdImage is the etcd image of version v ("v3.5.35" -> "etcd:3.5.35-0").
+func EtcdImage(v string) string { return "etcd:" + strings.TrimPrefix(v, "v") + "-0" }
 
 // CreateTenant creates the tenant cluster, sets the KdcCluster's status.dataStoreName as the
 // provisioner would, and waits until its kube-apiserver answers and its backup CronJob exists.
@@ -417,7 +417,7 @@ func controlPlaneDeployment(ns, c, ds string, labels map[string]string) *appsv1.
 					AutomountServiceAccountToken:  ptr.To(false),
 					Containers: []corev1.Container{{
 						Name:    "kube-apiserver",
-						Image:   "registry.k8s.io/kube-apiserver:" + framework.KubeVersion,
+						Image:   "kube-apiserver:" + framework.KubeVersion,
 						Command: []string{"kube-apiserver"},
 						Args: []string{
 							"--advertise-address=$(POD_IP)",
