@@ -28,7 +28,7 @@ func TestImageKeys(t *testing.T) {
 		"etcd":                         {"etcd", "etcd"},
 		"kdc-etcd-backup:v0.1.0":       {"kdc-etcd-backup:v0.1.0", "kdc-etcd-backup:v0.1.0", "kdc-etcd-backup", "kdc-etcd-backup"},
 		"mirror/etcd:3.5.35-0":         {"mirror/etcd:3.5.35-0", "etcd:3.5.35-0", "mirror/etcd", "etcd"},
-		"mirror:5000/minio/minio":   {"mirror:5000/minio/minio", "minio"},
+		"mirror:5000/minio/minio":      {"mirror:5000/minio/minio", "minio"},
 		"mirror/coreos/etcd@sha256:ab": {"mirror/coreos/etcd", "etcd"},
 	} {
 		if diff := cmp.Diff(want, imageKeys(image)); diff != "" {
