@@ -175,7 +175,7 @@ func (e *Env) KubectlAs(ctx context.Context, kubeconfig string, args ...string) 
 // ControllerManager is a real kube-controller-manager process.
 type ControllerManager struct {
 	cmd  *exec.Cmd
-	done chan error
+	done chan struct{}
 	log  *os.File
 }
 
@@ -212,8 +212,8 @@ func (e *Env) StartControllerManager(controllers ...string) (*ControllerManager,
 		logf.Close()
 		return nil, fmt.Errorf("failed to start kube-controller-manager: %w", err)
 	}
-	cm := &ControllerManager{cmd: cmd, done: make(chan error, 1), log: logf}
-	go func() { cm.done <- cmd.Wait() }()
+	cm := &ControllerManager{cmd: cmd, done: make(chan struct{}), log: logf}
+	go func() { _ = cmd.Wait(); close(cm.done) }()
 	return cm, nil
 }
 
@@ -225,12 +225,8 @@ func (cm *ControllerManager) Stop() error {
 	if cm == nil || cm.cmd.Process == nil {
 		return nil
 	}
-	_ = cm.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-cm.done:
-	case <-time.After(10 * time.Second):
-		_ = cm.cmd.Process.Kill()
-		<-cm.done
+	if err := stopProcess(cm.cmd.Process, cm.done, 10*time.Second); err != nil {
+		return err
 	}
 	return cm.log.Close()
 }

@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -17,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -330,24 +328,7 @@ func (e *EtcdServer) PID() int { return e.cmd.Process.Pid }
 // Stop sends SIGTERM to the etcd process (by PID) and waits up to 30s for it to exit, then
 // SIGKILLs it. Stopping a stopped server is a no-op.
 func (e *EtcdServer) Stop() error {
-	select {
-	case <-e.done:
-		return nil
-	default:
-	}
-	if err := e.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return err
-	}
-	select {
-	case <-e.done:
-		return nil
-	case <-time.After(30 * time.Second):
-	}
-	if err := e.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return err
-	}
-	<-e.done
-	return nil
+	return stopProcess(e.cmd.Process, e.done, 30*time.Second)
 }
 
 // tail returns at most the last n bytes of a file, for error messages.

@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -243,16 +242,5 @@ func (m *MinIO) Restart() error {
 // Stop sends SIGTERM (by PID) and waits up to 30s, then SIGKILLs. Stopping a stopped server is
 // a no-op.
 func (m *MinIO) Stop() error {
-	if !m.Running() {
-		return nil
-	}
-	if err := m.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return err
-	}
-	select {
-	case <-m.done:
-		return nil
-	case <-time.After(30 * time.Second):
-	}
-	return m.Kill()
+	return stopProcess(m.cmd.Process, m.done, 30*time.Second)
 }
