@@ -83,8 +83,8 @@ bench: bins build ## Run the benchmarks and print their figures (see docs/benchm
 ##@ Build and run
 
 .PHONY: build
-build: ## Build the binary into bin/kdc-etcd-backup.
-	CGO_ENABLED=0 go build -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/kdc-etcd-backup ./cmd/kdc-etcd-backup
+build: ## Build the binary into bin/kdc-etcd-backup and the kubectl plugin into bin/kubectl-kdc.
+	CGO_ENABLED=0 go build -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/ ./cmd/kdc-etcd-backup ./cmd/kubectl-kdc
 
 .PHONY: run
 run: build ## Run the manager against the current kubeconfig with a self-signed certificate.
