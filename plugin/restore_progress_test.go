@@ -116,4 +116,3 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
-
