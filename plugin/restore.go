@@ -231,8 +231,12 @@ func (p *restoreProgress) stamp(now time.Time) string {
 	return fmt.Sprintf("%7s", roundDuration(now.Sub(p.start)))
 }
 
-// roundDuration shows d to a tenth of a second below a minute, to a second above.
+// roundDuration shows d to 10ms below a second, to a tenth of a second below a minute, to a
+// second above.
 func roundDuration(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(10 * time.Millisecond).String()
+	}
 	if d < time.Minute {
 		return d.Round(100 * time.Millisecond).String()
 	}

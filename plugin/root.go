@@ -10,7 +10,9 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -107,10 +109,33 @@ func Execute(ctx context.Context, streams genericiooptions.IOStreams, args []str
 	cmd := NewCommand(streams)
 	cmd.SetArgs(args)
 	if err := cmd.ExecuteContext(ctx); err != nil {
-		fmt.Fprintf(streams.ErrOut, "error: %v\n", err)
+		fmt.Fprintln(streams.ErrOut, errorMessage(err))
 		return 1
 	}
 	return 0
+}
+
+// errorMessage formats err as kubectl does: an Invalid answer of the API server (the webhook's
+// rejection) as `The <Kind> "<name>" is invalid: <field>: <message>`, one cause per line when
+// there are several; anything else as `error: <err>`.
+func errorMessage(err error) string {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) || !apierrors.IsInvalid(err) {
+		return "error: " + err.Error()
+	}
+	d := status.Status().Details
+	if d == nil || len(d.Causes) == 0 {
+		return "error: " + err.Error()
+	}
+	causes := make([]string, 0, len(d.Causes))
+	for _, c := range d.Causes {
+		causes = append(causes, fmt.Sprintf("%s: %s", c.Field, c.Message))
+	}
+	head := fmt.Sprintf("The %s %q is invalid: ", d.Kind, d.Name)
+	if len(causes) == 1 {
+		return head + causes[0]
+	}
+	return head + "\n* " + strings.Join(causes, "\n* ")
 }
 
 // Client returns the controller-runtime client of the configured cluster, built on first use.
