@@ -1,0 +1,50 @@
+package snapshot
+
+import (
+	"context"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// This file exports, for the kubectl-kdc plugin, the object checks restore and verify run
+// before a download, so a listing judges a snapshot exactly as a restore would.
+
+// ObjectStat is what a snapshot object's HEAD and tags tell without downloading it.
+type ObjectStat struct {
+	// Size is the object size in bytes.
+	Size int64
+	// S3ChecksumSHA256 is the object's x-amz-checksum-sha256, "" when it has none: a full-object
+	// SHA-256 (single PutObject) or a composite one ending in "-N" (multipart).
+	S3ChecksumSHA256 string
+	// TagSHA256 is the object tag TagSHA256, the whole-object SHA-256 in hex; "" when absent or
+	// when the backend or the credentials do not allow reading tags.
+	TagSHA256 string
+	// Revision is the metadata MetaEtcdRevision, 0 when absent.
+	Revision int64
+	// EtcdVersion is the metadata MetaEtcdVersion.
+	EtcdVersion string
+}
+
+// StatObject reads the size, checksum, metadata and sha256 tag of the object objectKey (the
+// location's prefix included) and runs the checks a restore runs before downloading: a well-formed
+// checksum whose part count matches the size and the part-size metadata, and a size that is a
+// database followed by etcd's 32-byte hash. It returns an *Error: ExitIntegrity when a check
+// fails, ExitObjectMissing, ExitBucketMissing, ExitAccessDenied or ExitS3Unreachable otherwise.
+func StatObject(ctx context.Context, c *s3.Client, loc S3Location, objectKey string) (*ObjectStat, error) {
+	info, err := statObject(ctx, c, loc, objectKey)
+	if err != nil {
+		return nil, err
+	}
+	st := &ObjectStat{Size: info.Size, TagSHA256: info.TagSHA256, Revision: info.Revision, EtcdVersion: info.EtcdVersion}
+	if info.HasChecksum {
+		st.S3ChecksumSHA256 = info.Checksum.String()
+	}
+	return st, nil
+}
+
+// ClassifyS3Error turns err from an S3 call made to do what (e.g. "list") on objectKey ("" for
+// the bucket itself) into an *Error whose Code tells the class: ExitBucketMissing,
+// ExitObjectMissing, ExitAccessDenied, ExitS3Unreachable, ExitIntegrity or ExitFailed.
+func ClassifyS3Error(what string, loc S3Location, objectKey string, err error) error {
+	return s3Error(what, loc, objectKey, err)
+}
