@@ -186,11 +186,18 @@ func (r *RestoreReconciler) recordRollback(ctx context.Context, s *restoreScope,
 
 // restoreFailureOutcome says what happened to the data, from what the restore recorded.
 func restoreFailureOutcome(s *restoreScope, reason string) string {
-	rolledBack := s.ann(kdcv1alpha1.AnnotationRestoreRolledBack)
+	return restoreOutcomeOf(s.ann(kdcv1alpha1.AnnotationRestoreControlPlaneReplicas) != "",
+		s.ann(kdcv1alpha1.AnnotationRestoreSwapped) == restoreTrue, s.ann(kdcv1alpha1.AnnotationRestoreRolledBack), reason)
+}
+
+// restoreOutcomeOf says what happened to the data: cpRecorded when the control plane's count was
+// recorded (the drain may have begun), swapped when the snapshot was swapped in, rolledBack the
+// restore-rolled-back value ("true" or "failed: <detail>").
+func restoreOutcomeOf(cpRecorded, swapped bool, rolledBack, reason string) string {
 	switch {
-	case s.ann(kdcv1alpha1.AnnotationRestoreControlPlaneReplicas) == "":
+	case !cpRecorded:
 		return restoreOutcomeUntouched
-	case s.ann(kdcv1alpha1.AnnotationRestoreSwapped) != restoreTrue:
+	case !swapped:
 		return restoreOutcomeOldData
 	case reason == kdcv1alpha1.ReasonControlPlaneStartFailed:
 		return restoreOutcomeKeptRestored

@@ -125,29 +125,35 @@ type restoreInputsError struct {
 
 func (e *restoreInputsError) Error() string { return e.err.Error() }
 
-// jobInputs resolves everything the restore's Jobs need: the S3 location and credentials exactly
-// as the backup CronJob resolves them (resolveBackupS3Location, backupCredentialSecret), and the
-// etcd member and user from DS-etcd. A *restoreInputsError carries the failure reason.
+// jobInputs resolves everything the restore's Jobs need for this restore (resolveRestoreJobInputs).
+// A *restoreInputsError carries the failure reason.
 func (r *RestoreReconciler) jobInputs(ctx context.Context, s *restoreScope, sts *appsv1.StatefulSet) (restoreJobInputs, error) {
-	c := s.cluster
+	return resolveRestoreJobInputs(ctx, r.APIReader, s.cluster, s.key(), s.attempt(), r.Options, sts)
+}
+
+// resolveRestoreJobInputs resolves everything the restore's Jobs need: the S3 location and
+// credentials exactly as the backup CronJob resolves them (resolveBackupS3Location,
+// backupCredentialSecret), and the etcd member and user from DS-etcd. reader reads uncached.
+// A *restoreInputsError carries the failure reason.
+func resolveRestoreJobInputs(ctx context.Context, reader client.Reader, c *kdcv1alpha1.KdcCluster, snapshotKey, attempt string, o Options, sts *appsv1.StatefulSet) (restoreJobInputs, error) {
 	key := client.ObjectKey{Namespace: c.Namespace, Name: kdcv1alpha1.ObjectBucketClaimName}
 	var obc *obcv1alpha1.ObjectBucketClaim
-	if o := (&obcv1alpha1.ObjectBucketClaim{}); r.APIReader.Get(ctx, key, o) == nil {
-		obc = o
+	if obj := (&obcv1alpha1.ObjectBucketClaim{}); reader.Get(ctx, key, obj) == nil {
+		obc = obj
 	}
 	var cm *corev1.ConfigMap
-	if o := (&corev1.ConfigMap{}); r.APIReader.Get(ctx, key, o) == nil {
-		cm = o
+	if obj := (&corev1.ConfigMap{}); reader.Get(ctx, key, obj) == nil {
+		cm = obj
 	}
-	loc, err := resolveBackupS3Location(c, obc, cm, r.Options.S3Endpoint)
+	loc, err := resolveBackupS3Location(c, obc, cm, o.S3Endpoint)
 	if err != nil {
 		return restoreJobInputs{}, &restoreInputsError{kdcv1alpha1.ReasonS3NotAvailable,
 			fmt.Errorf("%w: set spec.backup.s3Endpoint or make the ObjectBucketClaim %s Bound", err, kdcv1alpha1.ObjectBucketClaimName)}
 	}
 	in := restoreJobInputs{
-		Image:            r.Options.Image,
-		Key:              s.key(),
-		Attempt:          s.attempt(),
+		Image:            o.Image,
+		Key:              snapshotKey,
+		Attempt:          attempt,
 		Location:         loc,
 		CredentialSecret: backupCredentialSecret(c),
 	}
@@ -157,7 +163,7 @@ func (r *RestoreReconciler) jobInputs(ctx context.Context, s *restoreScope, sts 
 	}
 	in.RunAs = restoreRunAsOf(&sts.Spec.Template.Spec)
 	ds := &kdcv1alpha1.KdcClusterDatastore{}
-	if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: c.DataStoreNamespace(), Name: c.DataStore()}, ds); err == nil {
+	if err := reader.Get(ctx, client.ObjectKey{Namespace: c.DataStoreNamespace(), Name: c.DataStore()}, ds); err == nil {
 		in.TargetVersion = ds.Spec.Etcd.Version
 	}
 	return in, nil

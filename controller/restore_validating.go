@@ -41,19 +41,15 @@ func (r *RestoreReconciler) reconcileValidating(ctx context.Context, s *restoreS
 		}
 	}
 	c := s.cluster
-	if errs := webhook.ValidateRestoreKey(restoreFromPath, s.key(), c.Name); len(errs) > 0 {
-		return r.reject(ctx, s, restoreRuleReason(errs[0], kdcv1alpha1.ReasonInvalidKey), errs[0].Detail)
+	if reason, detail := restoreKeyRule(c, s.key()); reason != "" {
+		return r.reject(ctx, s, reason, detail)
 	}
 	ds, err := r.dataStore(ctx, c)
 	if err != nil {
 		return stepResult{}, err
 	}
-	errs := webhook.ValidateDataStoreForRestore(restoreFromPath, ds)
-	if ds == nil {
-		errs = webhook.ValidateDataStoreFound(restoreFromPath, c.DataStoreNamespace(), c.DataStore())
-	}
-	if len(errs) > 0 {
-		return r.reject(ctx, s, restoreRuleReason(errs[0], kdcv1alpha1.ReasonDataStoreUnknown), errs[0].Detail)
+	if reason, detail := restoreDataStoreRule(c, ds); reason != "" {
+		return r.reject(ctx, s, reason, detail)
 	}
 	deploy, sts, err := r.workloads(ctx, c)
 	if err != nil {
@@ -119,6 +115,28 @@ func (r *RestoreReconciler) reject(ctx context.Context, s *restoreScope, reason,
 		return stepResult{}, err
 	}
 	return stepResult{}, reconcile.TerminalError(fmt.Errorf("restore from %q rejected (%s): %s", s.key(), reason, detail))
+}
+
+// restoreKeyRule re-checks the webhook's key rules (InvalidKey, ForeignKey); it returns the
+// reason and detail of the first broken rule, or "" when the key is acceptable.
+func restoreKeyRule(c *kdcv1alpha1.KdcCluster, key string) (reason, detail string) {
+	if errs := webhook.ValidateRestoreKey(restoreFromPath, key, c.Name); len(errs) > 0 {
+		return restoreRuleReason(errs[0], kdcv1alpha1.ReasonInvalidKey), errs[0].Detail
+	}
+	return "", ""
+}
+
+// restoreDataStoreRule re-checks the webhook's datastore rules (DataStoreUnknown when ds is nil,
+// MultiReplicaUnsupported); it returns the reason and detail of the first broken rule, or "".
+func restoreDataStoreRule(c *kdcv1alpha1.KdcCluster, ds *kdcv1alpha1.KdcClusterDatastore) (reason, detail string) {
+	errs := webhook.ValidateDataStoreForRestore(restoreFromPath, ds)
+	if ds == nil {
+		errs = webhook.ValidateDataStoreFound(restoreFromPath, c.DataStoreNamespace(), c.DataStore())
+	}
+	if len(errs) > 0 {
+		return restoreRuleReason(errs[0], kdcv1alpha1.ReasonDataStoreUnknown), errs[0].Detail
+	}
+	return "", ""
 }
 
 // restoreRuleReason is the reason of a webhook rule error, or def when it carries none.
