@@ -48,6 +48,10 @@ const (
 	defaultManualTimeout    = 10 * time.Minute
 )
 
+// manualPhaseRecovering labels the lines of bringing the cluster back after a failure (the
+// controller's recovery, which has no phase of its own).
+const manualPhaseRecovering kdcv1alpha1.RestorePhase = "Recovering"
+
 // manualFlags are the flags of `restore --manual`.
 type manualFlags struct {
 	// Image is the image of the Jobs; default: the backup CronJob's.
@@ -130,7 +134,7 @@ func (o *Options) manualRestore(ctx context.Context, c *kdcv1alpha1.KdcCluster, 
 	}
 	m := &manualRun{o: o, f: f, cl: cl, c: c, key: key, start: o.now()}
 	m.attempt = m.start.UTC().Format(time.RFC3339Nano)
-	m.logf("Manual restore of KdcCluster %s/%s from %q, without the manager", c.Namespace, c.Name, key)
+	m.logf("Manual restore of KdcCluster %s/%s from %q without the manager, started %s", c.Namespace, c.Name, key, m.start.UTC().Format(time.RFC3339))
 	if err := m.preflight(ctx); err != nil {
 		return err
 	}
@@ -156,8 +160,16 @@ func (m *manualRun) logf(format string, args ...any) {
 	if phase == "" {
 		phase = "-"
 	}
-	fmt.Fprintf(m.o.Out, "%s %8s  %-21s %s\n", now.UTC().Format("15:04:05"),
-		"+"+now.Sub(m.start).Round(100*time.Millisecond).String(), phase, fmt.Sprintf(format, args...))
+	fmt.Fprintf(m.o.Out, "%s %8s  %-21s %s\n", now.UTC().Format("15:04:05"), elapsed(now.Sub(m.start)), phase, fmt.Sprintf(format, args...))
+}
+
+// elapsed formats a duration since the start: +4.2s, +1m03.5s.
+func elapsed(d time.Duration) string {
+	d = d.Round(100 * time.Millisecond)
+	if d < time.Minute {
+		return fmt.Sprintf("+%.1fs", d.Seconds())
+	}
+	return fmt.Sprintf("+%dm%04.1fs", int(d/time.Minute), (d % time.Minute).Seconds())
 }
 
 // warnf prints a warning that does not stop the restore.
@@ -326,7 +338,7 @@ func (m *manualRun) record() {
 	m.logf("Recorded: Deployment %s/%s has %d replicas, StatefulSet %s/%s %d. To bring them back by hand:",
 		m.deploy.Namespace, m.deploy.Name, m.cpReplicas, m.sts.Namespace, m.sts.Name, m.etcdReplicas)
 	for _, cmd := range m.undoCommands() {
-		fmt.Fprintf(m.o.Out, "%34s%s\n", "", cmd)
+		fmt.Fprintf(m.o.Out, "%41s%s\n", "", cmd)
 	}
 }
 
@@ -469,14 +481,19 @@ func (m *manualRun) recover(ctx context.Context, failure error) error {
 	if !errors.As(failure, &se) {
 		se = &stepError{reason: kdcv1alpha1.ReasonRestoreFailed, detail: failure.Error()}
 	}
+	failedIn := m.phase
 	if ctx.Err() != nil {
-		se.detail += " (interrupted)"
+		// Ctrl-C (or the caller's deadline): the operator cancelled the restore.
+		se = &stepError{reason: kdcv1alpha1.ReasonRestoreCancelled, detail: fmt.Sprintf("interrupted in %s (%v)", failedIn, context.Cause(ctx))}
 	}
 	rctx := context.WithoutCancel(ctx)
-	failedIn := m.phase
-	m.phase = kdcv1alpha1.PhaseFailed
-	if m.cpTouched {
-		m.logf("%s failed (%s): %s; bringing etcd and the control plane back", failedIn, se.reason, se.detail)
+	m.phase = manualPhaseRecovering
+	switch {
+	case !m.cpTouched:
+	case se.reason == kdcv1alpha1.ReasonRestoreCancelled:
+		m.logf("Interrupted in %s; bringing etcd and the control plane back", failedIn)
+	default:
+		m.logf("%s failed (%s): %s; bringing etcd and the control plane back", failedIn, se.reason, strings.TrimPrefix(se.detail, se.reason+": "))
 	}
 	var notReady []string
 	keepOff := false
@@ -532,6 +549,7 @@ func (m *manualRun) recover(ctx context.Context, failure error) error {
 	if m.restoreJob != nil || m.cpTouched || failedIn == kdcv1alpha1.PhaseValidating {
 		m.setStatus(rctx, metav1.ConditionFalse, kdcv1alpha1.ReasonRestoreFailed, msg, false)
 	}
+	m.phase = kdcv1alpha1.PhaseFailed
 	m.logf("%s", msg)
 	if len(notReady) > 0 || keepOff {
 		return fmt.Errorf("%s\nbring the cluster back by hand once the cause is fixed:\n  %s", msg, strings.Join(m.undoCommands(), "\n  "))

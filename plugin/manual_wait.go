@@ -68,7 +68,7 @@ func (m *manualRun) waitFor(ctx context.Context, reason, what string, targets []
 			return &stepError{reason, fmt.Sprintf("cannot watch while waiting (%s): %v", what, err)}
 		case <-wctx.Done():
 			if ctx.Err() != nil {
-				return &stepError{reason, fmt.Sprintf("%s: %v", what, ctx.Err())}
+				return &stepError{reason, fmt.Sprintf("%s: %v", what, context.Cause(ctx))}
 			}
 			if last != "" {
 				return &stepError{reason, fmt.Sprintf("%s within %s (%s)", what, m.f.Timeout, last)}

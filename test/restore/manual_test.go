@@ -2,6 +2,7 @@ package restore
 
 import (
 	"bytes"
+	"context"
 	"strings"
 	"time"
 
@@ -32,6 +33,11 @@ type manualResult struct {
 
 // runManual runs `kubectl kdc restore prod -n NS --from key --manual ARGS...` in-process.
 func runManual(t *tenant, key string, args ...string) manualResult {
+	return runManualCtx(ctx, t, key, args...)
+}
+
+// runManualCtx is runManual with the command's context (cancelling it is Ctrl-C).
+func runManualCtx(ctx context.Context, t *tenant, key string, args ...string) manualResult {
 	var out, errOut bytes.Buffer
 	cmd := plugin.NewCommand(genericiooptions.IOStreams{In: &bytes.Buffer{}, Out: &out, ErrOut: &errOut})
 	cmd.SetArgs(append([]string{"restore", clusterName, "-n", t.ns, "--from", key, "--manual", "--kubeconfig", env.Kubeconfig}, args...))
@@ -40,12 +46,12 @@ func runManual(t *tenant, key string, args ...string) manualResult {
 	return manualResult{out: out.String(), errOut: errOut.String(), err: err}
 }
 
-// startManual runs runManual in the background; the channel delivers its result.
-func startManual(t *tenant, key string, args ...string) <-chan manualResult {
+// startManual runs runManualCtx in the background; the channel delivers its result.
+func startManual(ctx context.Context, t *tenant, key string, args ...string) <-chan manualResult {
 	ch := make(chan manualResult, 1)
 	go func() {
 		defer GinkgoRecover()
-		ch <- runManual(t, key, args...)
+		ch <- runManualCtx(ctx, t, key, args...)
 	}()
 	return ch
 }
@@ -137,7 +143,7 @@ var _ = Describe("Manual restore", func() {
 		podsBefore := t.podNames(kdcv1alpha1.ControlPlaneDeploymentName(clusterName))
 		annotationsBefore := t.cluster().Annotations
 		t.k.hold(gateRestore)
-		done := startManual(t, snapshotKey, "--timeout=60s")
+		done := startManual(ctx, t, snapshotKey, "--timeout=60s")
 
 		By("holding the restore Job, the control plane and etcd are down and the Job is the controller's")
 		restore := &batchv1.Job{}
@@ -267,6 +273,7 @@ var _ = Describe("Manual restore", func() {
 			ContainSubstring("scripted failure of prod-etcd-verify"),
 			ContainSubstring("nothing was changed"))))
 		Expect(phaseOrder(res.out)).To(Equal([]string{string(kdcv1alpha1.PhaseValidating), string(kdcv1alpha1.PhaseFailed)}))
+		Expect(res.out).NotTo(ContainSubstring("Recovering"))
 		t.expectUntouched(before)
 		Expect(t.jobNames()).To(ConsistOf(kdcv1alpha1.VerifyJobName(clusterName)))
 		cond := restoreReady(t.cluster())
@@ -276,7 +283,7 @@ var _ = Describe("Manual restore", func() {
 
 	It("rolls back and brings the cluster back when etcd does not start on the restored data", func() {
 		t.k.hold(gateEtcdReady)
-		done := startManual(t, snapshotKey, "--timeout=5s")
+		done := startManual(ctx, t, snapshotKey, "--timeout=5s")
 		// etcd on the restored data never becomes ready; once the rollback Job swapped the
 		// previous data back, it does.
 		Eventually(func() error {
@@ -290,10 +297,40 @@ var _ = Describe("Manual restore", func() {
 			ContainSubstring("did not become ready on the restored data within 5s"),
 			ContainSubstring("swapped back (rollback)"))))
 		Expect(res.out).To(ContainSubstring("Rolled back"))
+		Expect(phaseOrder(res.out)).To(HaveExactElements(
+			string(kdcv1alpha1.PhaseValidating), string(kdcv1alpha1.PhaseDrainingControlPlane), string(kdcv1alpha1.PhaseStoppingEtcd),
+			string(kdcv1alpha1.PhaseRestoringSnapshot), string(kdcv1alpha1.PhaseStartingEtcd), string(kdcv1alpha1.PhaseFailed)))
 		t.waitHealthy()
 		Expect(*t.deployment().Spec.Replicas).To(BeEquivalentTo(cpReplicas))
 		Expect(*t.statefulSet().Spec.Replicas).To(BeEquivalentTo(1))
 		Expect(t.jobNames()).To(ConsistOf(kdcv1alpha1.VerifyJobName(clusterName), kdcv1alpha1.RestoreJobName(clusterName), kdcv1alpha1.RollbackJobName(clusterName)))
+		Expect(restoreReady(t.cluster()).Message).To(Equal(res.err.Error()))
+	})
+
+	It("brings etcd and the control plane back on the old data when interrupted (Ctrl-C) during the restore Job", func() {
+		podsBefore := t.podNames(kdcv1alpha1.ControlPlaneDeploymentName(clusterName))
+		t.k.hold(gateRestore)
+		rctx, interrupt := context.WithCancel(ctx)
+		defer interrupt()
+		done := startManual(rctx, t, snapshotKey, "--timeout=60s")
+		Eventually(func() error {
+			return env.Client.Get(ctx, t.key(kdcv1alpha1.RestoreJobName(clusterName)), &batchv1.Job{})
+		}).Should(Succeed())
+		interrupt()
+		var res manualResult
+		Eventually(done).Should(Receive(&res))
+		Expect(res.err).To(MatchError(And(
+			HavePrefix(`Restore from "`+snapshotKey+`" failed (Cancelled): interrupted in RestoringSnapshot`),
+			ContainSubstring("the data was not swapped; etcd and the control plane were started again on the old data"))))
+		Expect(res.out).To(ContainSubstring("Stopping the unfinished restore Job"))
+		// The unfinished restore Job is gone (its pod never ran), etcd and the control plane run.
+		Expect(t.jobNames()).To(ConsistOf(kdcv1alpha1.VerifyJobName(clusterName)))
+		t.waitHealthy()
+		Expect(*t.deployment().Spec.Replicas).To(BeEquivalentTo(cpReplicas))
+		Expect(*t.statefulSet().Spec.Replicas).To(BeEquivalentTo(1))
+		for _, p := range t.podNames(kdcv1alpha1.ControlPlaneDeploymentName(clusterName)) {
+			Expect(podsBefore).NotTo(ContainElement(p))
+		}
 		Expect(restoreReady(t.cluster()).Message).To(Equal(res.err.Error()))
 	})
 })
