@@ -498,7 +498,15 @@ func (m *manualRun) recover(ctx context.Context, failure error) error {
 	var notReady []string
 	keepOff := false
 
-	// 1. No restore Job may run any more.
+	// 1. No restore Job may run any more (also one whose creation was interrupted after the
+	// API server took it).
+	if m.restoreJob == nil && failedIn == kdcv1alpha1.PhaseRestoringSnapshot {
+		j := &batchv1.Job{}
+		key := client.ObjectKey{Namespace: m.c.DataStoreNamespace(), Name: kdcv1alpha1.RestoreJobName(m.c.Name)}
+		if err := m.cl.Get(rctx, key, j); err == nil && j.Annotations[kdcv1alpha1.AnnotationRestoreAttempt] == m.attempt {
+			m.restoreJob = j
+		}
+	}
 	if m.restoreJob != nil && !m.restoreJobDone {
 		switch out, _, _, err := m.jobOutcome(rctx, m.restoreJob); {
 		case err == nil && out == controller.JobSucceeded:

@@ -254,6 +254,9 @@ var _ = Describe("Manual restore", func() {
 			ds.Spec.Etcd.Replicas = 3
 			Expect(env.Client.Update(ctx, ds)).To(Succeed())
 		}, snapshotKey, "nothing was changed", "MultiReplicaUnsupported", "runs 3 etcd replicas"),
+		Entry("no image: no backup CronJob and no --image", func(t *tenant) {
+			Expect(env.Client.Delete(ctx, &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Namespace: t.ns, Name: kdcv1alpha1.BackupCronJobName(clusterName)}})).To(Succeed())
+		}, snapshotKey, "no image for the restore Jobs", "pass --image"),
 		Entry("RestoreInProgress: the manager's restore is recorded", func(t *tenant) {
 			c := t.cluster()
 			c.Annotations = map[string]string{
@@ -283,7 +286,7 @@ var _ = Describe("Manual restore", func() {
 
 	It("rolls back and brings the cluster back when etcd does not start on the restored data", func() {
 		t.k.hold(gateEtcdReady)
-		done := startManual(ctx, t, snapshotKey, "--timeout=5s")
+		done := startManual(ctx, t, snapshotKey, "--timeout=10s")
 		// etcd on the restored data never becomes ready; once the rollback Job swapped the
 		// previous data back, it does.
 		Eventually(func() error {
@@ -294,7 +297,7 @@ var _ = Describe("Manual restore", func() {
 		Eventually(done).Should(Receive(&res))
 		Expect(res.err).To(MatchError(And(
 			HavePrefix(`Restore from "`+snapshotKey+`" failed (EtcdStartFailed): `),
-			ContainSubstring("did not become ready on the restored data within 5s"),
+			ContainSubstring("did not become ready on the restored data within 10s"),
 			ContainSubstring("swapped back (rollback)"))))
 		Expect(res.out).To(ContainSubstring("Rolled back"))
 		Expect(phaseOrder(res.out)).To(HaveExactElements(
