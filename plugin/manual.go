@@ -75,7 +75,7 @@ func (f *manualFlags) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.JobS3Endpoint, "job-s3-endpoint", "", "with --manual: S3 endpoint of the Jobs when neither spec.backup.s3Endpoint nor the ObjectBucketClaim names one (the manager's S3_ENDPOINT); default: the backup CronJob's")
 	if fl := fs.Lookup("timeout"); fl != nil {
 		f.sharedTimeout = fl
-		fl.Usage += fmt.Sprintf("; with --manual: how long each step may wait (default %s)", defaultManualTimeout)
+		fl.Usage += fmt.Sprintf("; with --manual: how long each step may wait, %s unless given", defaultManualTimeout)
 	} else {
 		fs.DurationVar(&f.Timeout, "timeout", defaultManualTimeout, "with --manual: how long each step may wait (verify Job, drain, etcd stop, restore Job, etcd start, control-plane start)")
 	}
