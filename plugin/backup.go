@@ -80,7 +80,7 @@ func (o *Options) runBackup(ctx context.Context, name string, bo *backupCmdOptio
 		return err
 	}
 	if phase := kdcv1alpha1.RestorePhaseOf(c.Annotations); phase.Running() {
-		return fmt.Errorf("a restore of KdcCluster %s/%s is in progress (phase %s); a backup now would fail or capture a half-restored etcd: wait until it ends (kubectl kdc restore takes its own fresh backup first)",
+		return fmt.Errorf("a restore of KdcCluster %s/%s is in progress (phase %s); a backup now would fail or capture a half-restored etcd: wait until it ends (a successful restore starts a fresh backup of the restored state itself)",
 			c.Namespace, c.Name, phase)
 	}
 	cj := &batchv1.CronJob{}

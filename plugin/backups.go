@@ -263,10 +263,10 @@ func oneClusterArg(cmd *cobra.Command, args []string) error {
 }
 
 func (o *Options) runBackups(ctx context.Context, name string, bo *backupsOptions) error {
-	if bo.output != "wide" {
-		if err := validateOutput(bo.output); err != nil {
-			return err
-		}
+	switch bo.output {
+	case "", "wide", "json", "yaml":
+	default:
+		return fmt.Errorf("unknown output format %q; use -o json, -o yaml or -o wide, or no -o for a table", bo.output)
 	}
 	c, err := o.Cluster(ctx, name)
 	if err != nil {
