@@ -390,7 +390,7 @@ func (o *Options) backupJobNotFinishedError(ctx context.Context, cl client.Clien
 	defer cancel()
 	why := "did not finish within " + timeout.String()
 	if interrupted {
-		why = "was not waited for to the end (interrupted)"
+		why = "was still running when the wait was interrupted"
 	}
 	var waiting []string
 	pods := &corev1.PodList{}
