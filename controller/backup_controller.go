@@ -503,6 +503,7 @@ func (r *BackupReconciler) now() time.Time {
 // the owning KdcCluster: the KdcCluster, its CronJob (owned), its Jobs (by label), the namespace's
 // ObjectBucketClaim and its ConfigMap, and the datastore's etcd StatefulSet.
 func SetupBackupReconciler(mgr ctrl.Manager, o Options) error {
+	registerBackupMetrics()
 	if o.Image == "" {
 		return errors.New("backup controller needs the image of its Jobs: set the manager's --image (or MANAGER_IMAGE)")
 	}

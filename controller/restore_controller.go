@@ -78,6 +78,7 @@ type RestoreReconciler struct {
 // only the pods of the restore's own Jobs are cached whole, in a label-selected cache of their
 // own (restore_jobpods.go), so a Job is decided as soon as its pod terminates.
 func SetupRestoreReconciler(mgr ctrl.Manager, o Options) error {
+	registerRestoreMetrics()
 	r := &RestoreReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,9 +35,11 @@ var (
 // restoreRecoveryPhase is the phase label of the recovery after a failure.
 const restoreRecoveryPhase kdcv1alpha1.RestorePhase = "Recovery"
 
-func init() {
+// registerRestoreMetrics adds the restore metrics to controller-runtime's registry, once per
+// process; SetupRestoreReconciler calls it (see registerBackupMetrics).
+var registerRestoreMetrics = sync.OnceFunc(func() {
 	metrics.Registry.MustRegister(restorePhaseDuration, restoresTotal, restoresStarted)
-}
+})
 
 // restoreObservePhase records the duration of a phase that ended.
 func restoreObservePhase(p kdcv1alpha1.RestorePhase, d time.Duration) {
