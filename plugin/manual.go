@@ -138,6 +138,11 @@ func (o *Options) manualRestore(ctx context.Context, c *kdcv1alpha1.KdcCluster, 
 	if err := m.preflight(ctx); err != nil {
 		return err
 	}
+	release, err := m.holdLease(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	m.phase = kdcv1alpha1.PhaseValidating
 	if err := m.verify(ctx); err != nil {
 		return m.recover(ctx, err)

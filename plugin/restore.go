@@ -99,11 +99,16 @@ func (o *Options) runRestore(ctx context.Context, name string, ro *restoreOption
 		if err != nil {
 			return err
 		}
-		if len(snaps) == 0 {
-			return fmt.Errorf("KdcCluster %s/%s has no snapshots in S3 to restore; take one with: kubectl kdc backup %s -n %s --wait", kc.Namespace, kc.Name, kc.Name, kc.Namespace)
+		newest, skipped := newestRestorable(snaps)
+		for _, s := range skipped {
+			fmt.Fprintf(o.ErrOut, "Skipping %s: its checksum state is %q%s\n", s.Key, s.Checksum, problemNote(s.Problem))
 		}
-		key = snaps[0].Key
-		fmt.Fprintf(o.Out, "Newest snapshot of %s: %s (%s)\n", kc.Name, key, snaps[0].Time.UTC().Format(time.RFC3339))
+		if newest == nil {
+			return fmt.Errorf("KdcCluster %s/%s has no restorable snapshot in S3 (%d found, none with a checksum a restore can verify); see kubectl kdc backups %s -n %s, or take one with: kubectl kdc backup %s -n %s --wait",
+				kc.Namespace, kc.Name, len(snaps), kc.Name, kc.Namespace, kc.Name, kc.Namespace)
+		}
+		key = newest.Key
+		fmt.Fprintf(o.Out, "Newest snapshot of %s: %s (%s)\n", kc.Name, key, newest.Time.UTC().Format(time.RFC3339))
 	}
 	if ro.manual {
 		return o.manualRestore(ctx, kc, key, &ro.manualF)
@@ -140,6 +145,25 @@ func (o *Options) runRestore(ctx context.Context, name string, ro *restoreOption
 			kc.Namespace, kc.Name, ro.timeout, kc.Name, kc.Namespace)
 	}
 	return err
+}
+
+// newestRestorable is the newest of snaps (newest first) whose checksum a restore can verify:
+// not "invalid" (it fails the restore's checks) and not "missing" (not written by a backup); the
+// newer ones it passed over are returned too.
+func newestRestorable(snaps []Snapshot) (*Snapshot, []Snapshot) {
+	for i := range snaps {
+		if c := snaps[i].Checksum; c != checksumInvalid && c != checksumMissing {
+			return &snaps[i], snaps[:i]
+		}
+	}
+	return nil, snaps
+}
+
+func problemNote(p string) string {
+	if p == "" {
+		return ""
+	}
+	return " (" + p + ")"
 }
 
 // requestRestore sets restore-from to key with a merge patch; the webhook admits or rejects it

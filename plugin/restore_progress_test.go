@@ -116,3 +116,37 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
+
+func TestNewestRestorable(t *testing.T) {
+	snap := func(key, checksum string) Snapshot { return Snapshot{Key: key, Checksum: checksum} }
+	tests := []struct {
+		name        string
+		snaps       []Snapshot
+		want        string
+		wantSkipped []string
+	}{
+		{"newest is good", []Snapshot{snap("a", "sha256"), snap("b", "sha256")}, "a", nil},
+		{"skips invalid and foreign objects", []Snapshot{snap("a", checksumInvalid), snap("b", checksumMissing), snap("c", "no-tag")}, "c", []string{"a", "b"}},
+		{"none", []Snapshot{snap("a", checksumInvalid)}, "", []string{"a"}},
+		{"empty", nil, "", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, skipped := newestRestorable(tc.snaps)
+			gotKey := ""
+			if got != nil {
+				gotKey = got.Key
+			}
+			var gotSkipped []string
+			for _, s := range skipped {
+				gotSkipped = append(gotSkipped, s.Key)
+			}
+			if diff := cmp.Diff(tc.want, gotKey); diff != "" {
+				t.Errorf("newestRestorable() key (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantSkipped, gotSkipped); diff != "" {
+				t.Errorf("newestRestorable() skipped (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -167,6 +167,13 @@ var _ = Describe("Manual restore", func() {
 		Expect(verify.Spec.Template.Spec.Containers[0].Args).To(ContainElements("verify", "--key="+snapshotKey))
 		Expect(verify.Annotations[kdcv1alpha1.AnnotationRestoreAttempt]).To(Equal(restore.Annotations[kdcv1alpha1.AnnotationRestoreAttempt]))
 
+		By("the manual restore holds the manager's Lease, so a manager started meanwhile waits")
+		lease := &coordinationv1.Lease{}
+		leaseKey := client.ObjectKey{Namespace: "kdc-etcd-backup-system", Name: "kdc-etcd-backup-manager"}
+		Expect(env.Client.Get(ctx, leaseKey, lease)).To(Succeed())
+		Expect(*lease.Spec.HolderIdentity).To(HavePrefix("kubectl-kdc-manual-restore_"))
+		Expect(lease.Spec.RenewTime.Time).To(BeTemporally("~", time.Now(), 15*time.Second))
+
 		By("releasing the restore Job, the manual restore completes")
 		t.k.release(gateRestore)
 		var res manualResult
@@ -183,6 +190,9 @@ var _ = Describe("Manual restore", func() {
 		Expect(res.out).To(ContainSubstring("Job " + t.ns + "/prod-etcd-verify succeeded"))
 		Expect(res.out).To(ContainSubstring("Job " + t.ns + "/prod-etcd-restore succeeded"))
 		Expect(res.out).To(ContainSubstring(`Restore from "` + snapshotKey + `" complete`))
+		Expect(res.out).To(ContainSubstring("Released the manager's Lease kdc-etcd-backup-system/kdc-etcd-backup-manager"))
+		Expect(env.Client.Get(ctx, leaseKey, lease)).To(Succeed())
+		Expect(*lease.Spec.HolderIdentity).To(BeEmpty(), "released like a leader that stops")
 		// Every line starts with the time and the elapsed time.
 		for _, line := range strings.Split(strings.TrimSpace(res.out), "\n") {
 			if strings.HasPrefix(line, " ") {
