@@ -18,6 +18,7 @@ import (
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 	"kube-dc.com/etcd-backup/plugin"
+	"kube-dc.com/etcd-backup/test/framework"
 )
 
 // The manual restore (`kubectl kdc restore --manual`) runs the controller's steps from the
@@ -140,10 +141,28 @@ var _ = Describe("Manual restore", func() {
 		// The manager ran once and is gone: its Lease (default namespace and name) expired.
 		Expect(client.IgnoreAlreadyExists(env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "kdc-etcd-backup-system"}}))).To(Succeed())
 		createLease("kdc-etcd-backup-system", "kdc-etcd-backup-manager", "manager-7d9f_0b1c", time.Now().Add(-time.Hour))
+		By("as a user with only the operator and manual-restore ClusterRoles of manifests/rbac")
+		Expect(env.ApplyOperatorRoles(ctx)).To(Succeed())
+		for _, b := range []struct{ role, ns string }{
+			{framework.OperatorClusterRole, t.ns}, {framework.ManualRestoreClusterRole, t.ns},
+			{framework.ManualRestoreClusterRole, "kdc-etcd-backup-system"},
+		} {
+			Expect(env.BindClusterRole(ctx, "mallory", b.role, b.ns)).To(Succeed())
+		}
+		mallory, err := env.WriteKubeconfig("mallory", nil)
+		Expect(err).NotTo(HaveOccurred())
+		malloryCfg, err := env.UserConfig("mallory", nil)
+		Expect(err).NotTo(HaveOccurred())
+		malloryClient, err := client.New(malloryCfg, client.Options{Scheme: framework.Scheme})
+		Expect(err).NotTo(HaveOccurred())
+		// RBAC is eventually consistent in the API server's authorizer cache.
+		Eventually(func() error {
+			return malloryClient.Get(ctx, client.ObjectKey{Namespace: "kdc-etcd-backup-system", Name: "kdc-etcd-backup-manager"}, &coordinationv1.Lease{})
+		}).Should(Succeed())
 		podsBefore := t.podNames(kdcv1alpha1.ControlPlaneDeploymentName(clusterName))
 		annotationsBefore := t.cluster().Annotations
 		t.k.hold(gateRestore)
-		done := startManual(ctx, t, snapshotKey, "--timeout=60s")
+		done := startManual(ctx, t, snapshotKey, "--timeout=60s", "--kubeconfig", mallory)
 
 		By("holding the restore Job, the control plane and etcd are down and the Job is the controller's")
 		restore := &batchv1.Job{}
