@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -121,6 +122,27 @@ func TestEndToEnd(t *testing.T) {
 	if backup == nil {
 		t.FailNow()
 	}
+
+	t.Run("kubectl kdc", func(t *testing.T) {
+		// Through kubectl's plugin discovery, against the installed manager: the plugin finds the
+		// bucket, endpoint and credentials as the controller did for the backup.
+		out, err := e.KubectlKdc(ctx, "backups", tn.Cluster, "-n", tn.Namespace)
+		if err != nil {
+			t.Fatalf("kubectl kdc backups: %v\n%s", err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 2 || !strings.HasPrefix(lines[1], backup.Key+" ") || !strings.HasSuffix(lines[1], " sha256") {
+			t.Errorf("kubectl kdc backups =\n%s\nwant one snapshot %s with checksum state sha256", out, backup.Key)
+		}
+		out, err = e.KubectlKdc(ctx, "status", "-A")
+		if err != nil {
+			t.Fatalf("kubectl kdc status -A: %v\n%s", err, out)
+		}
+		if !regexp.MustCompile(`(?m)^` + tn.Namespace + ` +` + tn.Cluster + ` +OK +BackupSucceeded `).MatchString(out) {
+			t.Errorf("kubectl kdc status -A =\n%s\nwant %s/%s OK with BackupSucceeded", out, tn.Namespace, tn.Cluster)
+		}
+		logf("kubectl kdc backups and status -A:\n%s", out)
+	})
 
 	// Changes after the snapshot, which the restore must undo.
 	mustPut("app-config", map[string]string{"version": "v2"})

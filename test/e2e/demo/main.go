@@ -133,6 +133,15 @@ func (d *demo) run(ctx context.Context, keep bool, padMB int, etcdVersion string
 	out, _ = t.GetKdcCluster(ctx)
 	d.cmd("kubectl get kdccluster -n "+ns, out)
 
+	d.title("kubectl kdc: the operator's view (the plugin through kubectl's plugin discovery)")
+	for _, args := range [][]string{{"status", "-A"}, {"backups", cluster, "-n", ns}} {
+		out, err := e.KubectlKdc(ctx, args...)
+		d.cmd("kubectl kdc "+strings.Join(args, " "), out)
+		if err != nil {
+			return fmt.Errorf("kubectl kdc %s: %w", strings.Join(args, " "), err)
+		}
+	}
+
 	d.title("Changes after the snapshot")
 	if err := t.PutConfigMap(ctx, "default", "app-config", map[string]string{"version": "v2"}); err != nil {
 		return err
@@ -153,42 +162,27 @@ func (d *demo) run(ctx context.Context, keep bool, padMB int, etcdVersion string
 	}
 
 	d.title("Restore from %s", b.Key)
-	var phases []env.PhaseTiming
-	show := make(chan struct{}, 16)
-	shown := make(chan struct{})
-	go func() {
-		defer close(shown)
-		for range show {
-			out, err := t.GetKdcCluster(ctx)
-			if err == nil {
-				d.cmd("kubectl get kdccluster -n "+ns, out)
-			}
-		}
-	}()
-	rr, err := t.StartRestore(ctx, b.Key, env.RestoreOptions{OnPhase: func(p env.PhaseTiming) {
-		phases = append(phases, p)
-		select {
-		case show <- struct{}{}:
-		default:
-		}
-	}})
+	rr, err := t.StartRestore(ctx, b.Key, env.RestoreOptions{})
 	if err != nil {
-		close(show)
 		return err
 	}
 	d.cmd(fmt.Sprintf("kubectl annotate kdccluster %s -n %s %s=%s", cluster, ns, kdcv1alpha1.AnnotationRestoreFrom, b.Key), rr.Output)
 	second := b.Key[:len("tenant/tenant-20060102T15")] + "5959Z.db"
 	out, err = t.Annotate(ctx, second)
 	if err == nil {
-		close(show)
 		return fmt.Errorf("a second restore was admitted while one runs: %s", out)
 	}
 	d.cmd(fmt.Sprintf("kubectl annotate --overwrite kdccluster %s -n %s %s=%s   # a second restore while one runs", cluster, ns, kdcv1alpha1.AnnotationRestoreFrom, second), out)
+	// Follow the running restore live, as an operator would.
+	followArgs := []string{"restore", cluster, "-n", ns, "--wait"}
+	out, ferr := e.KubectlKdc(ctx, followArgs...)
+	d.cmd("kubectl kdc "+strings.Join(followArgs, " "), out)
 	r, err := rr.Wait()
-	close(show)
-	<-shown
 	if err != nil {
 		return err
+	}
+	if ferr != nil && r.Condition.Status == "True" && !strings.Contains(out, "no restore is running") {
+		return fmt.Errorf("kubectl kdc restore --wait failed on a restore that succeeded: %w", ferr)
 	}
 	out, _ = t.GetKdcCluster(ctx)
 	d.cmd("kubectl get kdccluster -n "+ns, out)

@@ -76,7 +76,9 @@ type Env struct {
 
 	minio *framework.MinIO
 	opts  Options
-	stops []namedStop
+	// binDir holds the working tree's kdc-etcd-backup and kubectl-kdc.
+	binDir string
+	stops  []namedStop
 }
 
 type namedStop struct {
@@ -123,6 +125,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
+	e.binDir = filepath.Dir(product)
 	// cert-manager's CA injector and the framework log through controller-runtime's global logger.
 	ctrl.SetLogger(logr.Discard())
 	// What runs in this process (cert-manager, the node agent) lives until Stop, not until ctx
@@ -330,6 +333,17 @@ func (e *Env) KubectlInput(ctx context.Context, stdin string, args ...string) (s
 	return e.Mgmt.KubectlInput(ctx, stdin, args...)
 }
 
+// KubectlKdc runs `kubectl kdc args...` as the management cluster's admin through the built
+// kubectl's plugin discovery: the working tree's kubectl-kdc is first on PATH.
+func (e *Env) KubectlKdc(ctx context.Context, args ...string) (string, error) {
+	// kubectl finds a plugin only when its name comes first; the flags are the plugin's own.
+	cmd := exec.CommandContext(ctx, framework.Kubectl(), append(append([]string{"kdc"}, args...), "--kubeconfig", e.Kubeconfig)...)
+	cmd.Env = append(os.Environ(), "KUBECTL_COMMAND_HEADERS=false", "NO_COLOR=1",
+		"PATH="+e.binDir+string(filepath.ListSeparator)+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
 // S3Endpoint is MinIO's URL.
 func (e *Env) S3Endpoint() string { return e.minio.Endpoint }
 
@@ -427,12 +441,12 @@ func requireBinaries() error {
 }
 
 // productBinary returns the kdc-etcd-backup binary the node agent runs for the image
-// kdc-etcd-backup (the manager and its Jobs). It builds the working tree's code into dir, so a
-// stale bin/kdc-etcd-backup never runs; without a Go toolchain it falls back to
-// bin/kdc-etcd-backup (`make build`).
+// kdc-etcd-backup (the manager and its Jobs); the kubectl plugin kubectl-kdc is built beside it.
+// It builds the working tree's code into dir, so a stale bin/kdc-etcd-backup never runs;
+// without a Go toolchain it falls back to bin/kdc-etcd-backup (`make build`).
 func productBinary(dir string) (string, error) {
 	out := filepath.Join(dir, "kdc-etcd-backup")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/kdc-etcd-backup")
+	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/kdc-etcd-backup", "./cmd/kubectl-kdc")
 	cmd.Dir = framework.RootDir()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	buildOut, err := cmd.CombinedOutput()
