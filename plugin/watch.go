@@ -17,9 +17,9 @@ import (
 var errWaitTimeout = errors.New("timed out")
 
 // waitFor watches the one object key of objType's kind (a list, then a watch that is re-listed
-// when it expires) and calls check with its current state and then with every change, until
-// check returns true or an error, or ctx ends. check gets nil when the object does not exist or
-// was deleted.
+// when it expires) and calls check with its current state and then with every change, in order,
+// until check returns true or an error, or ctx ends. check gets nil when the object does not
+// exist or was deleted.
 func waitFor(ctx context.Context, c client.WithWatch, key client.ObjectKey, objType client.Object, newList func() client.ObjectList, check func(obj client.Object) (bool, error)) error {
 	sel := fields.OneTermEqualSelector("metadata.name", key.Name).String()
 	lw := &cache.ListWatch{
@@ -34,16 +34,16 @@ func waitFor(ctx context.Context, c client.WithWatch, key client.ObjectKey, objT
 			return c.Watch(ctx, newList(), client.InNamespace(key.Namespace), &client.ListOptions{Raw: &opts})
 		},
 	}
+	// The precondition only settles a missing object. An existing one is checked from the
+	// events: the informer delivers the listed state as the first (Added) event and then every
+	// change in order, whereas its store may already hold a later state than those queued events,
+	// and checking the store too would replay states out of order.
 	precondition := func(store cache.Store) (bool, error) {
-		item, exists, err := store.GetByKey(key.String())
-		if err != nil || !exists {
-			if err != nil {
-				return false, err
-			}
-			return check(nil)
+		_, exists, err := store.GetByKey(key.String())
+		if err != nil || exists {
+			return false, err
 		}
-		obj, _ := item.(client.Object)
-		return check(obj)
+		return check(nil)
 	}
 	_, err := watchtools.UntilWithSync(ctx, lw, objType, precondition, func(ev watch.Event) (bool, error) {
 		obj, ok := ev.Object.(client.Object)
