@@ -428,8 +428,24 @@ func backupSuccessEvent(res backupJobResult, c *kdcv1alpha1.KdcCluster) backupEv
 		return e
 	}
 	e.note = fmt.Sprintf("Backup %q stored in %s: %d bytes, sha256 %s, etcd revision %d, %.1fs (Job %s)",
-		t.Key, c.Status.BackupDestinationPath, t.Size, t.SHA256, t.Revision, t.DurationSeconds, res.Job)
+		t.Key, c.Status.BackupDestinationPath, t.Size, t.SHA256, t.Revision, t.DurationSeconds, res.Job) + backupRetentionNote(t)
 	return e
+}
+
+// backupRetentionNote tells what the backup did about retention when it was not the usual
+// lifecycle rule: the fallback's deletions on a backend without lifecycle rules, or why
+// retention was not applied (the next backup retries).
+func backupRetentionNote(t *backupTermination) string {
+	switch t.Lifecycle {
+	case "pruned":
+		if t.Pruned == 0 {
+			return ""
+		}
+		return fmt.Sprintf("; the bucket has no lifecycle rules, so the backup deleted %d snapshots older than the retention", t.Pruned)
+	case "unsupported", "failed":
+		return fmt.Sprintf("; retention was not applied (%s): %s; the next backup retries", t.Lifecycle, t.LifecycleError)
+	}
+	return ""
 }
 
 // patchBackupStatus server-side applies, with its own field owner, only what this reconciler

@@ -28,6 +28,8 @@ type backupTermination struct {
 	EtcdVersion     string  `json:"etcdVersion"`
 	DurationSeconds float64 `json:"durationSeconds"`
 	Lifecycle       string  `json:"lifecycle"`
+	LifecycleError  string  `json:"lifecycleError"`
+	Pruned          int     `json:"pruned"`
 
 	Error    string `json:"error"`
 	Reason   string `json:"reason"`

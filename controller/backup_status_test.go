@@ -250,3 +250,25 @@ func TestRecordBackupSuccess(t *testing.T) {
 		})
 	}
 }
+
+func TestBackupRetentionNote(t *testing.T) {
+	tests := []struct {
+		name string
+		t    backupTermination
+		want string
+	}{
+		{"lifecycle rule applied", backupTermination{Lifecycle: "applied"}, ""},
+		{"fallback deleted nothing", backupTermination{Lifecycle: "pruned"}, ""},
+		{"fallback deleted", backupTermination{Lifecycle: "pruned", Pruned: 3},
+			"; the bucket has no lifecycle rules, so the backup deleted 3 snapshots older than the retention"},
+		{"failed", backupTermination{Lifecycle: "failed", LifecycleError: "access denied"},
+			"; retention was not applied (failed): access denied; the next backup retries"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, backupRetentionNote(&tc.t)); diff != "" {
+				t.Errorf("backupRetentionNote() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

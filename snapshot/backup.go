@@ -92,7 +92,9 @@ type BackupResult struct {
 	DurationSeconds  float64 `json:"durationSeconds"`
 	Lifecycle        string  `json:"lifecycle"`
 	LifecycleError   string  `json:"lifecycleError,omitempty"`
-	TagError         string  `json:"tagError,omitempty"`
+	// Pruned is how many expired snapshots the retention fallback deleted (Lifecycle "pruned").
+	Pruned   int    `json:"pruned,omitempty"`
+	TagError string `json:"tagError,omitempty"`
 }
 
 func (o *BackupOptions) defaults() {
@@ -237,7 +239,21 @@ func Backup(ctx context.Context, o BackupOptions) (*BackupResult, error) {
 		res.Lifecycle = state
 		if err != nil {
 			res.LifecycleError = firstLine(err.Error())
-			log.Warn("Failed to apply the retention lifecycle rule; the controller falls back", "err", err)
+			log.Warn("Failed to apply the retention lifecycle rule; the next backup retries", "err", err)
+		}
+		if state == LifecycleUnsupported {
+			// The fallback: this backup deletes the expired snapshots itself.
+			deleted, err := PruneExpired(upCtx, s3c, o.Location, o.Cluster, o.RetentionDays, o.Now(), res.ObjectKey)
+			res.Pruned = len(deleted)
+			for _, k := range deleted {
+				log.Info("Deleted an expired snapshot (the backend has no lifecycle rules)", "object", k, "retentionDays", o.RetentionDays)
+			}
+			if err != nil {
+				res.LifecycleError = firstLine(err.Error())
+				log.Warn("Failed to delete expired snapshots; the next backup retries", "err", err)
+			} else {
+				res.Lifecycle = LifecyclePruned
+			}
 		}
 	}
 	res.DurationSeconds = time.Since(start).Seconds()

@@ -18,7 +18,8 @@ const (
 	LifecycleUnchanged = "unchanged"
 	// LifecycleDisabled: retention-days is 0; lifecycle rules were left alone.
 	LifecycleDisabled = "disabled"
-	// LifecycleUnsupported: the backend does not implement lifecycle rules; the controller falls back.
+	// LifecycleUnsupported: the backend does not implement lifecycle rules, and deleting the expired
+	// snapshots (the fallback, PruneExpired) failed; see lifecycleError. The next backup retries.
 	LifecycleUnsupported = "unsupported"
 	// LifecycleFailed: reading or writing the rules failed; see lifecycleError.
 	LifecycleFailed = "failed"
