@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -256,19 +257,27 @@ func restoreFreshBackupJobName(c *kdcv1alpha1.KdcCluster, attempt string) string
 	return base + suffix
 }
 
-// buildRestoreFreshBackupJob is what `kubectl create job --from=cronjob/C-etcd-backup` creates:
-// a Job from the CronJob's template, owned by the CronJob (so the backup controller sees it like
-// a scheduled run). It is pure.
+// buildRestoreFreshBackupJob is the fresh backup after a restore: a Job from the CronJob
+// C-etcd-backup (JobFromCronJob) carrying the restore's attempt. It is pure.
 func buildRestoreFreshBackupJob(c *kdcv1alpha1.KdcCluster, cj *batchv1.CronJob, attempt string) *batchv1.Job {
+	return JobFromCronJob(cj, restoreFreshBackupJobName(c, attempt), map[string]string{kdcv1alpha1.AnnotationRestoreAttempt: attempt})
+}
+
+// JobFromCronJob is what `kubectl create job --from=cronjob/NAME` creates: the jobTemplate's
+// spec, labels and annotations (plus extra annotations and cronjob.kubernetes.io/instantiate:
+// manual), owned by the CronJob as its controller, so the backup controller finds and reports it
+// like a scheduled run (by the template's labels). The restore's fresh backup and
+// `kubectl kdc backup` both use it. It is pure.
+func JobFromCronJob(cj *batchv1.CronJob, name string, extra map[string]string) *batchv1.Job {
 	tmpl := cj.Spec.JobTemplate.DeepCopy()
-	annotations := map[string]string{"cronjob.kubernetes.io/instantiate": "manual", kdcv1alpha1.AnnotationRestoreAttempt: attempt}
-	for k, v := range tmpl.Annotations {
-		annotations[k] = v
-	}
+	annotations := map[string]string{}
+	maps.Copy(annotations, tmpl.Annotations)
+	maps.Copy(annotations, extra)
+	annotations["cronjob.kubernetes.io/instantiate"] = "manual"
 	return &batchv1.Job{
 		TypeMeta: metav1.TypeMeta{APIVersion: batchv1.SchemeGroupVersion.String(), Kind: "Job"},
 		ObjectMeta: metav1.ObjectMeta{
-			Name:        restoreFreshBackupJobName(c, attempt),
+			Name:        name,
 			Namespace:   cj.Namespace,
 			Labels:      tmpl.Labels,
 			Annotations: annotations,

@@ -15,17 +15,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/controller"
 	"kube-dc.com/etcd-backup/snapshot"
 )
-
-// annotationCronJobInstantiate is what `kubectl create job --from=cronjob/...` sets on the Job.
-const annotationCronJobInstantiate = "cronjob.kubernetes.io/instantiate"
 
 // backupCmdOptions are the flags of `kubectl kdc backup`.
 type backupCmdOptions struct {
@@ -191,34 +188,10 @@ func manualBackupJobName(cronJob string, now time.Time, attempt int) string {
 	return base + suffix
 }
 
-// manualBackupJob is what `kubectl create job --from=cronjob/NAME` creates: the jobTemplate's
-// spec, labels and annotations, the instantiate=manual annotation and the CronJob as controller
-// owner. The template's labels are the ones the backup controller finds its Jobs by.
+// manualBackupJob is what `kubectl create job --from=cronjob/NAME` creates
+// (controller.JobFromCronJob, which the restore's fresh backup uses too).
 func manualBackupJob(cj *batchv1.CronJob, name string) *batchv1.Job {
-	tmpl := cj.Spec.JobTemplate.DeepCopy()
-	annotations := map[string]string{}
-	for k, v := range tmpl.Annotations {
-		annotations[k] = v
-	}
-	annotations[annotationCronJobInstantiate] = "manual"
-	return &batchv1.Job{
-		TypeMeta: metav1.TypeMeta{APIVersion: batchv1.SchemeGroupVersion.String(), Kind: "Job"},
-		ObjectMeta: metav1.ObjectMeta{
-			Name:        name,
-			Namespace:   cj.Namespace,
-			Labels:      tmpl.Labels,
-			Annotations: annotations,
-			OwnerReferences: []metav1.OwnerReference{{
-				APIVersion:         batchv1.SchemeGroupVersion.String(),
-				Kind:               "CronJob",
-				Name:               cj.Name,
-				UID:                cj.UID,
-				Controller:         ptr.To(true),
-				BlockOwnerDeletion: ptr.To(true),
-			}},
-		},
-		Spec: tmpl.Spec,
-	}
+	return controller.JobFromCronJob(cj, name, nil)
 }
 
 // createManualBackupJob creates the manual Job, with a -2, -3, ... suffix when a Job of the same
