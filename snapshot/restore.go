@@ -15,6 +15,7 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/types"
 	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"kube-dc.com/etcd-backup/api/v1alpha1"
 )
@@ -164,6 +165,10 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 	if err != nil {
 		return res, localIOError("create", snapPath, err)
 	}
+	if err := preallocate(f, info.Size); err != nil {
+		f.Close()
+		return res, localIOError("allocate space for the snapshot in", snapPath, err)
+	}
 	sum, err := download(ctx, c, o.Location, info, f)
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = localIOError("write", snapPath, cerr)
@@ -223,6 +228,19 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 	log.Info("Restored snapshot", "revision", res.Revision, "restoredRevision", res.RestoredRevision, "previousDataDir", prev)
 	res.DurationSeconds = time.Since(start).Seconds()
 	return res, nil
+}
+
+// preallocate reserves size bytes for f up front (fallocate). Writing the download into blocks
+// allocated beforehand costs the filesystem far less than extending the file with every write
+// (ext4: a 200 MB download took 0.31 instead of 0.41 s, docs/benchmarks.md), and a volume too
+// small for the snapshot fails here, before anything is downloaded. A filesystem without
+// fallocate is not an error; only a full volume is.
+func preallocate(f *os.File, size int64) error {
+	err := unix.Fallocate(int(f.Fd()), 0, 0, size)
+	if err != nil && isDiskFull(err) {
+		return err
+	}
+	return nil
 }
 
 // swapIn makes restored the data directory. The replaced data directory becomes the previous
