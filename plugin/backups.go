@@ -254,14 +254,6 @@ Objects under the cluster's prefix that are not snapshot keys of this cluster ar
 	return cmd
 }
 
-// oneClusterArg checks the command got one CLUSTER argument.
-func oneClusterArg(cmd *cobra.Command, args []string) error {
-	if len(args) != 1 {
-		return fmt.Errorf("exactly one CLUSTER argument is required, got %d; see '%s -h'", len(args), cmd.CommandPath())
-	}
-	return nil
-}
-
 func (o *Options) runBackups(ctx context.Context, name string, bo *backupsOptions) error {
 	switch bo.output {
 	case "", "wide", "json", "yaml":

@@ -57,7 +57,7 @@ manager is unavailable; it refuses while the manager holds its leader lease.`,
 
   # The manager is down: run the restore steps from here
   kubectl kdc restore tenant-a -n team-a --from tenant-a/tenant-a-20261124T020000Z.db --manual`,
-		Args: exactlyOneCluster,
+		Args: oneClusterArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return o.runRestore(cmd.Context(), args[0], ro)
 		},
@@ -70,16 +70,8 @@ manager is unavailable; it refuses while the manager holds its leader lease.`,
 	f.BoolVar(&ro.manual, "manual", false, "run the restore steps from this machine because the manager is unavailable (refused while it runs)")
 	ro.s3.AddFlags(f)
 	ro.manualF.AddFlags(f)
+	_ = cmd.RegisterFlagCompletionFunc("from", o.completeSnapshotKeys(&ro.s3))
 	return cmd
-}
-
-// exactlyOneCluster is the Args check of the commands that take one CLUSTER.
-func exactlyOneCluster(cmd *cobra.Command, args []string) error {
-	if len(args) != 1 {
-		return fmt.Errorf("%s takes exactly one CLUSTER (the KdcCluster's name), got %d arguments; see %s --help",
-			cmd.CommandPath(), len(args), cmd.CommandPath())
-	}
-	return nil
 }
 
 func (o *Options) runRestore(ctx context.Context, name string, ro *restoreOptions) error {

@@ -92,12 +92,11 @@ kdc-etcd-backup controller and webhook use.`,
 	cmd.SetOut(streams.Out)
 	cmd.SetErr(streams.ErrOut)
 	o.ConfigFlags.AddFlags(cmd.PersistentFlags())
-	for _, sub := range []*cobra.Command{
-		newStatusCommand(o),
-		newBackupsCommand(o),
-		newBackupCommand(o),
-		newRestoreCommand(o),
-	} {
+	status := newStatusCommand(o)
+	status.ValidArgsFunction = o.completeClusters(true)
+	cmd.AddCommand(status)
+	for _, sub := range []*cobra.Command{newBackupsCommand(o), newBackupCommand(o), newRestoreCommand(o)} {
+		sub.ValidArgsFunction = o.completeClusters(false)
 		cmd.AddCommand(sub)
 	}
 	return cmd

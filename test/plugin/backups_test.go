@@ -243,7 +243,7 @@ var _ = Describe("kubectl kdc backups", func() {
 		Expect(r.stderr).To(Equal("error: unknown output format \"name\"; use -o json, -o yaml or -o wide, or no -o for a table\n"))
 		r = kdc("backups")
 		Expect(r.code).To(Equal(1))
-		Expect(r.stderr).To(Equal("error: exactly one CLUSTER argument is required, got 0; see 'kubectl kdc backups -h'\n"))
+		Expect(r.stderr).To(Equal("error: kubectl kdc backups takes exactly one CLUSTER (the KdcCluster's name), got 0 arguments; see kubectl kdc backups --help\n"))
 	})
 
 	It("has help with examples", func() {
