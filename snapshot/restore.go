@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -188,6 +189,10 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 		}
 		return res, errorf(ExitIntegrity, "etcdutl could not restore s3://%s/%s: %w; the object is not a usable etcd snapshot, restore another one (the data directory is unchanged)", o.Location.Bucket, res.ObjectKey, err)
 	}
+	// etcdutl has its own copy now. Removing the download (its blocks and page cache: ~10 ms
+	// for 200 MB) overlaps the steps up to the swap, which waits for it.
+	snapRemoved := removeInBackground(snapPath)
+	defer snapRemoved() // before the staging directory's removal (defers run last first)
 	if target, _ := parseTargetVersion(o.TargetVersion); target != nil {
 		if err := migrateStorage(zap.NewNop(), restored, *target); err != nil {
 			if isDiskFull(err) {
@@ -195,9 +200,6 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 			}
 			return res, errorf(ExitIntegrity, "s3://%s/%s cannot be prepared for etcd %s: %w; restore a snapshot taken by etcd %s or older (the data directory is unchanged)", o.Location.Bucket, res.ObjectKey, o.TargetVersion, err, o.TargetVersion)
 		}
-	}
-	if err := os.Remove(snapPath); err != nil {
-		return res, localIOError("remove", snapPath, err)
 	}
 	if res.RestoredRevision, err = latestRevision(filepath.Join(restored, "member", "snap", "db")); err != nil {
 		return res, errorf(ExitIntegrity, "failed to read the restored revision of s3://%s/%s: %w", o.Location.Bucket, res.ObjectKey, err)
@@ -217,6 +219,9 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 		return res, localIOError("fsync", restored, err)
 	}
 
+	if err := snapRemoved(); err != nil {
+		return res, localIOError("remove", snapPath, err)
+	}
 	log.Info("Synced the restored data", "seconds", time.Since(start).Seconds())
 
 	// 4. Swap.
@@ -228,6 +233,14 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 	log.Info("Restored snapshot", "revision", res.Revision, "restoredRevision", res.RestoredRevision, "previousDataDir", prev)
 	res.DurationSeconds = time.Since(start).Seconds()
 	return res, nil
+}
+
+// removeInBackground removes path in a goroutine; the returned function waits for it and returns
+// its error (every call, the same).
+func removeInBackground(path string) func() error {
+	done := make(chan error, 1)
+	go func() { done <- os.Remove(path) }()
+	return sync.OnceValue(func() error { return <-done })
 }
 
 // preallocate reserves size bytes for f up front (fallocate). Writing the download into blocks
