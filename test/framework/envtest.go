@@ -2,10 +2,15 @@ package framework
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -199,10 +204,15 @@ func (e *Env) StartControllerManager(controllers ...string) (*ControllerManager,
 	if err != nil {
 		return nil, err
 	}
+	port, err := FreePort()
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
 	cmd := exec.Command(bin,
 		"--kubeconfig="+e.Kubeconfig,
 		"--controllers="+strings.Join(controllers, ","),
-		"--secure-port=0", "--leader-elect=false",
+		"--bind-address=127.0.0.1", "--secure-port="+strconv.Itoa(port), "--leader-elect=false",
 		"--concurrent-job-syncs=20", "--concurrent-cron-job-syncs=20",
 		"--kube-api-qps=500", "--kube-api-burst=1000",
 		"--v=1")
@@ -214,7 +224,48 @@ func (e *Env) StartControllerManager(controllers ...string) (*ControllerManager,
 	}
 	cm := &ControllerManager{cmd: cmd, done: make(chan struct{}), log: logf}
 	go func() { _ = cmd.Wait(); close(cm.done) }()
+	if err := cm.waitHealthy(port, time.Minute); err != nil {
+		_ = cm.Stop()
+		return nil, fmt.Errorf("kube-controller-manager did not start: %w; see its log %s", err, logf.Name())
+	}
 	return cm, nil
+}
+
+// waitHealthy polls kube-controller-manager's /healthz on 127.0.0.1:port until it answers ok,
+// failing at once when the process exits (a bad flag, a port in use) instead of leaving the
+// tests to time out on controllers that never run.
+func (cm *ControllerManager) waitHealthy(port int, timeout time.Duration) error {
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{
+		// Its serving certificate is self-signed, on loopback.
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // loopback health check of a process we started
+	}}
+	defer hc.CloseIdleConnections()
+	url := fmt.Sprintf("https://127.0.0.1:%d/healthz", port)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	last := errors.New("no answer yet")
+	for {
+		select {
+		case <-cm.done:
+			return fmt.Errorf("it exited (%v)", cm.cmd.ProcessState)
+		case <-deadline.C:
+			return fmt.Errorf("/healthz not ok after %s: %w", timeout, last)
+		case <-tick.C:
+			resp, err := hc.Get(url)
+			if err != nil {
+				last = err
+				continue
+			}
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+		}
+	}
 }
 
 // LogPath is the file kube-controller-manager logs to.
