@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,18 +21,21 @@ import (
 )
 
 var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
+	buildOnce  sync.Once
+	binPath    string
+	rusagePath string
+	buildErr   error
 )
 
 // binary builds cmd/kdc-etcd-backup once per test process, the way it ships (`make build`:
-// CGO_ENABLED=0, so no libc is mapped), and installs it by copying, as unpacking an image layer
-// does. The copy matters for the benchmarks' peak RSS: the binary's text and read-only data pages
-// count towards RSS, and the linker writes its output through a shared mapping, which leaves the
-// file's page cache in a state where running it maps up to 5 MiB more of those pages than a
-// written copy of the same bytes (or the file read back from disk) does, varying from build to
-// build (docs/benchmarks.md, data path).
+// CGO_ENABLED=0, so no libc is mapped), and installs it the way a node gets it: written in
+// 32 KiB pieces, as containerd unpacks an image layer. How the file got into the page cache
+// matters for the benchmarks' peak RSS, because the binary's text and read-only data pages count
+// towards RSS and the kernel maps a file's page cache in whole folios, whose size follows the
+// writes that created them: `kdc-etcd-backup --version` peaks at 37-38 MiB when the file was
+// written in pieces of up to 64 KiB or read back from disk, at 42-43 MiB when it is the linker's
+// output (written through a shared mapping), and at 57-58 MiB when it was written in 1 MiB
+// pieces (docs/benchmarks.md, data path). It also builds the rusage helper (see run).
 func binary(tb testing.TB) string {
 	tb.Helper()
 	buildOnce.Do(func() {
@@ -43,13 +45,16 @@ func binary(tb testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "kdc-etcd-backup")
+		rusagePath = filepath.Join(dir, "rusage")
 		linked := filepath.Join(dir, "build", "kdc-etcd-backup")
-		cmd := exec.Command("go", "build", "-o", linked, "./cmd/kdc-etcd-backup")
-		cmd.Dir = framework.RootDir()
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v: %s", err, out)
-			return
+		for _, b := range []struct{ out, pkg string }{{linked, "./cmd/kdc-etcd-backup"}, {rusagePath, "./test/datapath/rusage"}} {
+			cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
+			cmd.Dir = framework.RootDir()
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %v: %s", b.pkg, err, out)
+				return
+			}
 		}
 		buildErr = installCopy(linked, binPath)
 		os.RemoveAll(filepath.Dir(linked))
@@ -60,7 +65,8 @@ func binary(tb testing.TB) string {
 	return binPath
 }
 
-// installCopy writes a copy of the executable src to dst.
+// installCopy writes a copy of the executable src to dst in 32 KiB writes, as containerd's layer
+// unpacking (io.Copy's buffer size) does; see binary.
 func installCopy(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -71,9 +77,8 @@ func installCopy(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	// Plain reads and writes, as tar does when it unpacks a layer (io.Copy between two files
-	// would use copy_file_range).
-	if _, err := io.CopyBuffer(struct{ io.Writer }{out}, struct{ io.Reader }{in}, make([]byte, 1<<20)); err != nil {
+	// Through a plain buffer: io.Copy between two files would use copy_file_range.
+	if _, err := io.CopyBuffer(struct{ io.Writer }{out}, struct{ io.Reader }{in}, make([]byte, 32<<10)); err != nil {
 		out.Close()
 		return err
 	}
@@ -91,16 +96,22 @@ type runResult struct {
 }
 
 // run runs the binary with S3 credentials in the environment and reads its termination message.
+// It runs it under the rusage helper (test/datapath/rusage), which reports the binary's own peak
+// RSS: measured directly, a child of this test process would report the test process's peak RSS
+// whenever that is higher, because at exec Linux folds the memory the vforked child shared with
+// its parent into the child's ru_maxrss. Duration and CPU time are the binary's, as measured by
+// the helper.
 func (en *env) run(tb testing.TB, args ...string) runResult {
 	tb.Helper()
-	term := filepath.Join(tb.TempDir(), "termination-log")
-	cmd := exec.Command(binary(tb), append(args, "--termination-message-path", term)...)
+	dir := tb.TempDir()
+	term, usageFile := filepath.Join(dir, "termination-log"), filepath.Join(dir, "rusage.json")
+	bin := binary(tb)
+	cmd := exec.Command(rusagePath, append([]string{"-o", usageFile, "--", bin}, append(args, "--termination-message-path", term)...)...)
 	cmd.Env = append(os.Environ(), snapshot.EnvAccessKeyID+"="+en.cred.AccessKeyID, snapshot.EnvSecretAccessKey+"="+en.cred.SecretAccessKey)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	start := time.Now()
 	err := cmd.Run()
-	r := runResult{stderr: stderr.String(), duration: time.Since(start)}
+	r := runResult{stderr: stderr.String()}
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):
@@ -108,12 +119,18 @@ func (en *env) run(tb testing.TB, args ...string) runResult {
 	case err != nil:
 		tb.Fatalf("failed to run the binary: %v", err)
 	}
-	if cmd.ProcessState != nil {
-		r.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	var usage struct {
+		MaxRSS             int64
+		User, System, Wall time.Duration
 	}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.maxRSS = ru.Maxrss * 1024 // kilobytes on Linux
+	b, err := os.ReadFile(usageFile)
+	if err == nil {
+		err = json.Unmarshal(b, &usage)
 	}
+	if err != nil {
+		tb.Fatalf("failed to run the binary (exit code %d, %s): no resource usage: %v", r.code, r.stderr, err)
+	}
+	r.duration, r.cpu, r.maxRSS = usage.Wall, usage.User+usage.System, usage.MaxRSS
 	if b, err := os.ReadFile(term); err == nil {
 		if err := json.Unmarshal(b, &r.term); err != nil || bytes.Count(bytes.TrimSpace(b), []byte("\n")) != 0 {
 			tb.Errorf("termination message is not one line of JSON: %q (%v)", b, err)
