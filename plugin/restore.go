@@ -89,7 +89,16 @@ func (o *Options) runRestore(ctx context.Context, name string, ro *restoreOption
 	if ro.latest {
 		snaps, err := o.listSnapshots(ctx, kc, &ro.s3)
 		if err != nil {
-			return err
+			// S3 may be out of reach from this machine; the controller's record of the last
+			// successful backup is the next best answer (the verify Job still proves it).
+			if kc.Status.LatestBackupKey == "" {
+				return err
+			}
+			fmt.Fprintf(o.ErrOut, "Warning: cannot list the snapshots in S3 (%v)\nWarning: using status.latestBackupKey instead, the last backup the controller recorded\n", err)
+			snaps = []Snapshot{{Key: kc.Status.LatestBackupKey, Checksum: checksumSHA256}}
+			if t := kc.Status.LatestBackupTime; t != nil {
+				snaps[0].Time = t.Time
+			}
 		}
 		newest, skipped := newestRestorable(snaps)
 		for _, s := range skipped {

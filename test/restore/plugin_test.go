@@ -99,6 +99,21 @@ var _ = Describe("kubectl kdc restore --wait", func() {
 		Expect(errOut).To(ContainSubstring("started again on the old data"))
 	})
 
+	It("--latest falls back to status.latestBackupKey when S3 cannot be listed from here", func() {
+		c := t.cluster()
+		c.Status.LatestBackupKey = snapshotKey
+		Expect(env.Client.Status().Update(ctx, c)).To(Succeed())
+		m := startRestoreManager(controller.RestoreTimeouts{})
+		DeferCleanup(m.stop)
+		out, errOut, code := kdcRun("restore", clusterName, "-n", t.ns, "--latest", "--wait")
+		Expect(code).To(Equal(0), errOut)
+		Expect(errOut).To(ContainSubstring("Warning: cannot list the snapshots in S3 ("))
+		Expect(errOut).To(ContainSubstring("Warning: using status.latestBackupKey instead, the last backup the controller recorded\n"))
+		Expect(out).To(HavePrefix("Newest snapshot of " + clusterName + ": " + snapshotKey + " ("))
+		Expect(out).To(ContainSubstring(`Restore from "` + snapshotKey + `" complete`))
+		expectSucceeded(t, nil)
+	})
+
 	It("refuses bad flags and an idle cluster with what to do", func() {
 		_, errOut, code := kdcRun("restore", clusterName, "-n", t.ns)
 		Expect(code).To(Equal(1))
