@@ -113,6 +113,25 @@ func backupJobResultFromPods(job *batchv1.Job, pods []corev1.Pod) backupJobResul
 			r.JobReason, r.JobMessage = c.Reason, c.Message
 		}
 	}
+	if _, t := JobResultContainer(pods, backupContainerName, ok); t != nil {
+		r.ExitCode = int(t.ExitCode)
+		var term backupTermination
+		if msg := strings.TrimSpace(t.Message); msg != "" {
+			if err := json.Unmarshal([]byte(msg), &term); err == nil {
+				r.Termination = &term
+			} else {
+				r.RawMessage = msg
+			}
+		}
+	}
+	return r
+}
+
+// JobResultContainer picks, from a finished Job's pods, the container that tells the Job's
+// result: the newest pod (by creation, then name) whose container named container terminated,
+// skipping failed retries before the success of a succeeded Job. It returns nil when no such
+// container terminated. The backup controller and `kubectl kdc backup` both read it.
+func JobResultContainer(pods []corev1.Pod, container string, succeeded bool) (*corev1.Pod, *corev1.ContainerStateTerminated) {
 	pods = slices.Clone(pods)
 	slices.SortFunc(pods, func(a, b corev1.Pod) int {
 		if c := b.CreationTimestamp.Compare(a.CreationTimestamp.Time); c != 0 {
@@ -120,28 +139,16 @@ func backupJobResultFromPods(job *batchv1.Job, pods []corev1.Pod) backupJobResul
 		}
 		return strings.Compare(b.Name, a.Name)
 	})
-	for _, p := range pods {
-		for _, cs := range p.Status.ContainerStatuses {
+	for i := range pods {
+		for _, cs := range pods[i].Status.ContainerStatuses {
 			t := cs.State.Terminated
-			if cs.Name != backupContainerName || t == nil {
+			if cs.Name != container || t == nil || (succeeded && t.ExitCode != 0) {
 				continue
 			}
-			if ok && t.ExitCode != 0 {
-				continue // a failed retry before the success
-			}
-			r.ExitCode = int(t.ExitCode)
-			var term backupTermination
-			if msg := strings.TrimSpace(t.Message); msg != "" {
-				if err := json.Unmarshal([]byte(msg), &term); err == nil {
-					r.Termination = &term
-				} else {
-					r.RawMessage = msg
-				}
-			}
-			return r
+			return &pods[i], t
 		}
 	}
-	return r
+	return nil, nil
 }
 
 // backupContext names the objects a message points the operator at.

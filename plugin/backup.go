@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -276,22 +275,8 @@ func backupJobOutcomeOf(job *batchv1.Job, pods []corev1.Pod) backupJobOutcome {
 	if cs := job.Spec.Template.Spec.Containers; len(cs) > 0 {
 		container = cs[0].Name
 	}
-	pods = slices.Clone(pods)
-	slices.SortFunc(pods, func(a, b corev1.Pod) int {
-		if c := b.CreationTimestamp.Compare(a.CreationTimestamp.Time); c != 0 {
-			return c
-		}
-		return strings.Compare(b.Name, a.Name)
-	})
-	for _, p := range pods {
-		for _, cs := range p.Status.ContainerStatuses {
-			t := cs.State.Terminated
-			if cs.Name != container || t == nil || (ok && t.ExitCode != 0) {
-				continue
-			}
-			out.pod, out.exitCode, out.reason, out.message = p.Name, int(t.ExitCode), t.Reason, strings.TrimSpace(t.Message)
-			return out
-		}
+	if p, t := controller.JobResultContainer(pods, container, ok); t != nil {
+		out.pod, out.exitCode, out.reason, out.message = p.Name, int(t.ExitCode), t.Reason, strings.TrimSpace(t.Message)
 	}
 	return out
 }
