@@ -1,7 +1,6 @@
 package backup
 
 import (
-	"time"
 
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
@@ -16,6 +15,7 @@ import (
 
 	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/test/framework"
 )
 
 // testDataStore is the datastore every fixture cluster uses.
@@ -125,33 +125,10 @@ func jobFromCronJob(cj *batchv1.CronJob, name string, mutate ...func(*batchv1.Jo
 	return job
 }
 
-// finishJobPods plays the kubelet: every pod of the Job that has not finished terminates with
-// exitCode and the termination message msg. It returns how many pods it finished.
+// finishJobPods is framework.FinishJobPods in a Gomega assertion.
 func finishJobPods(g Gomega, job *batchv1.Job, exitCode int32, msg string) int {
-	pods := &corev1.PodList{}
-	g.Expect(env.Client.List(ctx, pods, client.InNamespace(job.Namespace),
-		client.MatchingLabels{batchv1.JobNameLabel: job.Name})).To(Succeed())
-	n := 0
-	for i := range pods.Items {
-		p := &pods.Items[i]
-		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-			continue
-		}
-		now := metav1.NewTime(time.Now())
-		phase, reason := corev1.PodSucceeded, "Completed"
-		if exitCode != 0 {
-			phase, reason = corev1.PodFailed, "Error"
-		}
-		p.Status.Phase = phase
-		p.Status.ContainerStatuses = []corev1.ContainerStatus{{
-			Name: p.Spec.Containers[0].Name, Image: p.Spec.Containers[0].Image,
-			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-				ExitCode: exitCode, Reason: reason, Message: msg, StartedAt: now, FinishedAt: now,
-			}},
-		}}
-		g.Expect(env.Client.Status().Update(ctx, p)).To(Succeed())
-		n++
-	}
+	n, err := framework.FinishJobPods(ctx, env.Client, job, exitCode, msg)
+	g.Expect(err).NotTo(HaveOccurred())
 	return n
 }
 

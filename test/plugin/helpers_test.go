@@ -24,6 +24,7 @@ import (
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 	"kube-dc.com/etcd-backup/plugin"
 	"kube-dc.com/etcd-backup/snapshot"
+	"kube-dc.com/etcd-backup/test/framework"
 )
 
 // testDataStore is the datastore of every fixture cluster.
@@ -184,33 +185,11 @@ func manualJob(g Gomega, c *kdcv1alpha1.KdcCluster) *batchv1.Job {
 	return &manual[0]
 }
 
-// finishJobPods plays the kubelet: every unfinished pod of the Job terminates with exitCode and
-// the termination message msg. It fails g until the Job controller created a pod.
+// finishJobPods is framework.FinishJobPods in a Gomega assertion; it fails g until the Job
+// controller created a pod.
 func finishJobPods(g Gomega, job *batchv1.Job, exitCode int32, msg string) {
-	pods := &corev1.PodList{}
-	g.Expect(env.Client.List(ctx, pods, client.InNamespace(job.Namespace),
-		client.MatchingLabels{batchv1.JobNameLabel: job.Name})).To(Succeed())
-	n := 0
-	for i := range pods.Items {
-		p := &pods.Items[i]
-		if p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
-			continue
-		}
-		now := metav1.NewTime(time.Now())
-		phase, reason := corev1.PodSucceeded, "Completed"
-		if exitCode != 0 {
-			phase, reason = corev1.PodFailed, "Error"
-		}
-		p.Status.Phase = phase
-		p.Status.ContainerStatuses = []corev1.ContainerStatus{{
-			Name: p.Spec.Containers[0].Name, Image: p.Spec.Containers[0].Image,
-			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-				ExitCode: exitCode, Reason: reason, Message: msg, StartedAt: now, FinishedAt: now,
-			}},
-		}}
-		g.Expect(env.Client.Status().Update(ctx, p)).To(Succeed())
-		n++
-	}
+	n, err := framework.FinishJobPods(ctx, env.Client, job, exitCode, msg)
+	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(n).To(BeNumerically(">", 0), "no unfinished pod of Job %s yet", job.Name)
 }
 
