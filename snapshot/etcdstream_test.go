@@ -142,6 +142,8 @@ func TestVerifier(t *testing.T) {
 		{"flipped byte, fresh S3 checksum", objectInfo{Size: int64(len(flipped)), Checksum: s3Checksum{Digest: b64sum(flipped)}, HasChecksum: true}, flipped, ExitIntegrity},
 		{"checksum mismatch", objectInfo{Size: int64(len(obj)), Checksum: s3Checksum{Digest: b64sum(db)}, HasChecksum: true}, obj, ExitIntegrity},
 		{"composite mismatch", objectInfo{Size: int64(len(obj)), Checksum: s3Checksum{Digest: comp.Digest, Parts: 3}, HasChecksum: true, PartSize: 2000}, obj, ExitIntegrity},
+		{"composite and tag: the tag is checked", objectInfo{Size: int64(len(obj)), Checksum: comp, HasChecksum: true, PartSize: partSize, TagSHA256: hex.EncodeToString(whole[:])}, obj, ExitSucceeded},
+		{"composite and tag, flipped byte", objectInfo{Size: int64(len(obj)), Checksum: comp, HasChecksum: true, PartSize: partSize, TagSHA256: hex.EncodeToString(whole[:])}, flipped, ExitIntegrity},
 		{"tag mismatch", objectInfo{Size: int64(len(obj)), TagSHA256: hex.EncodeToString(sum[:])}, obj, ExitIntegrity},
 		{"short read", objectInfo{Size: int64(len(obj))}, obj[:len(obj)-10], ExitIntegrity},
 	}
@@ -178,7 +180,8 @@ func TestVerifierCopy(t *testing.T) {
 	ph := newPartHasher(partSize)
 	ph.Write(obj)
 	comp, _ := ph.composite()
-	info := objectInfo{Size: int64(len(obj)), Checksum: comp, HasChecksum: true, PartSize: partSize, TagSHA256: hex.EncodeToString(whole[:])}
+	// No tag, so the composite's part hashes run (in the second goroutine).
+	info := objectInfo{Size: int64(len(obj)), Checksum: comp, HasChecksum: true, PartSize: partSize}
 
 	var out bytes.Buffer
 	v := newVerifier(&info)
