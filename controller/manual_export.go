@@ -163,16 +163,11 @@ func (o JobOutcome) String() string {
 // kube-controller-manager has set it, else what its terminal pods already decided (pods are the
 // Job's pods with their full status; others are ignored).
 func RestoreJobOutcome(job *batchv1.Job, pods []corev1.Pod) JobOutcome {
-	switch {
-	case restoreJobCondition(job, batchv1.JobComplete) != nil:
-		return JobSucceeded
-	case restoreJobCondition(job, batchv1.JobFailed) != nil:
-		return JobFailed
+	state, decided := restoreJobConditionState(job)
+	if !decided {
+		state = restoreJobPodOutcome(job, pods)
 	}
-	if job.UID == "" || !job.DeletionTimestamp.IsZero() {
-		return JobPending
-	}
-	switch restoreJobPodOutcome(job, pods) {
+	switch state {
 	case restoreJobSucceeded:
 		return JobSucceeded
 	case restoreJobFailedState:

@@ -63,14 +63,8 @@ func restoreJobPodFinished() predicate.TypedFuncs[*corev1.Pod] {
 // when kube-controller-manager has set it, else what its pods already decided
 // (restoreJobPodOutcome). A pod read error only means waiting for the condition.
 func (r *RestoreReconciler) restoreJobState(ctx context.Context, s *restoreScope, job *batchv1.Job) restoreJobState {
-	switch {
-	case restoreJobCondition(job, batchv1.JobComplete) != nil:
-		return restoreJobSucceeded
-	case restoreJobCondition(job, batchv1.JobFailed) != nil:
-		return restoreJobFailedState
-	}
-	if job.UID == "" || !job.DeletionTimestamp.IsZero() {
-		return restoreJobPending
+	if state, decided := restoreJobConditionState(job); decided {
+		return state
 	}
 	reader := r.JobPods
 	if reader == nil {
@@ -87,6 +81,21 @@ func (r *RestoreReconciler) restoreJobState(ctx context.Context, s *restoreScope
 		s.log.V(1).Info("Job decided by its pod before its condition", "job", klog.KObj(job), "succeeded", state == restoreJobSucceeded)
 	}
 	return state
+}
+
+// restoreJobConditionState is what a Job's own state decides without its pods: its
+// Complete/Failed condition, or pending for a Job not created yet or being deleted (whose pods
+// decide nothing). decided is false when the pods have to be asked (restoreJobPodOutcome).
+func restoreJobConditionState(job *batchv1.Job) (state restoreJobState, decided bool) {
+	switch {
+	case restoreJobCondition(job, batchv1.JobComplete) != nil:
+		return restoreJobSucceeded, true
+	case restoreJobCondition(job, batchv1.JobFailed) != nil:
+		return restoreJobFailedState, true
+	case job.UID == "" || !job.DeletionTimestamp.IsZero():
+		return restoreJobPending, true
+	}
+	return restoreJobPending, false
 }
 
 // restoreJobPodOutcome decides a Job from its pods, exactly when kube-controller-manager's Job
