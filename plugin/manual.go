@@ -59,11 +59,9 @@ type manualFlags struct {
 	// JobS3Endpoint is the manager's S3_ENDPOINT: the Jobs' endpoint when neither the KdcCluster
 	// nor the ObjectBucketClaim names one; default: the backup CronJob's --s3-endpoint.
 	JobS3Endpoint string
-	// Timeout bounds each step's wait (--timeout).
+	// Timeout bounds each step's wait: restore's --timeout when given, else
+	// defaultManualTimeout (set by the restore command).
 	Timeout time.Duration
-	// sharedTimeout is the command's own --timeout when it already had one (restore's, for
-	// --wait): with --manual its value bounds each step instead.
-	sharedTimeout *pflag.Flag
 	// ManagerNamespace and LeaderElectionID locate the manager's leader-election Lease.
 	ManagerNamespace string
 	LeaderElectionID string
@@ -73,12 +71,6 @@ type manualFlags struct {
 func (f *manualFlags) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.Image, "image", "", "with --manual: image of the verify, restore and rollback Jobs (the manager's image); default: the image of the cluster's backup CronJob C-etcd-backup")
 	fs.StringVar(&f.JobS3Endpoint, "job-s3-endpoint", "", "with --manual: S3 endpoint of the Jobs when neither spec.backup.s3Endpoint nor the ObjectBucketClaim names one (the manager's S3_ENDPOINT); default: the backup CronJob's")
-	if fl := fs.Lookup("timeout"); fl != nil {
-		f.sharedTimeout = fl
-		fl.Usage += fmt.Sprintf("; with --manual: how long each step may wait, %s unless given", defaultManualTimeout)
-	} else {
-		fs.DurationVar(&f.Timeout, "timeout", defaultManualTimeout, "with --manual: how long each step may wait (verify Job, drain, etcd stop, restore Job, etcd start, control-plane start)")
-	}
 	fs.StringVar(&f.ManagerNamespace, "manager-namespace", defaultManagerNamespace, "with --manual: namespace of the manager's leader-election Lease")
 	fs.StringVar(&f.LeaderElectionID, "leader-election-id", defaultLeaderElectionID, "with --manual: name of the manager's leader-election Lease")
 }
@@ -122,12 +114,6 @@ func (o *Options) manualRestore(ctx context.Context, c *kdcv1alpha1.KdcCluster, 
 	cl, err := o.Client()
 	if err != nil {
 		return err
-	}
-	if fl := f.sharedTimeout; fl != nil {
-		f.Timeout = defaultManualTimeout
-		if d, err := time.ParseDuration(fl.Value.String()); err == nil && fl.Changed {
-			f.Timeout = d
-		}
 	}
 	if f.Timeout <= 0 {
 		f.Timeout = defaultManualTimeout

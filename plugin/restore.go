@@ -59,6 +59,11 @@ manager is unavailable; it refuses while the manager holds its leader lease.`,
   kubectl kdc restore tenant-a -n team-a --from tenant-a/tenant-a-20261124T020000Z.db --manual`,
 		Args: oneClusterArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// --timeout bounds the whole follow, or with --manual each step (its own default).
+			ro.manualF.Timeout = defaultManualTimeout
+			if cmd.Flags().Changed("timeout") {
+				ro.manualF.Timeout = ro.timeout
+			}
 			return o.runRestore(cmd.Context(), args[0], ro)
 		},
 	}
@@ -66,7 +71,8 @@ manager is unavailable; it refuses while the manager holds its leader lease.`,
 	f.StringVar(&ro.from, "from", "", "the snapshot key to restore, CLUSTER/CLUSTER-<YYYYMMDDTHHMMSSZ>.db (see kubectl kdc backups)")
 	f.BoolVar(&ro.latest, "latest", false, "restore the newest snapshot in S3")
 	f.BoolVar(&ro.wait, "wait", false, "follow the restore until it Succeeded or Failed (exit 1 on failure)")
-	f.DurationVar(&ro.timeout, "timeout", 30*time.Minute, "how long --wait follows the restore before giving up (the restore itself goes on)")
+	f.DurationVar(&ro.timeout, "timeout", 30*time.Minute, "how long --wait follows the restore before giving up (the restore itself goes on)"+
+		fmt.Sprintf("; with --manual: how long each step may wait, %s unless given", defaultManualTimeout))
 	f.BoolVar(&ro.manual, "manual", false, "run the restore steps from this machine because the manager is unavailable (refused while it runs)")
 	ro.s3.AddFlags(f)
 	ro.manualF.AddFlags(f)
