@@ -7,11 +7,8 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"kube-dc.com/etcd-backup/controller"
 	"kube-dc.com/etcd-backup/test/framework"
@@ -48,12 +45,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { GinkgoWriter.Println("kube-controller-manager log:", kcm.LogPath()) })
 
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:                 framework.Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-	})
+	mgr, err := ctrl.NewManager(env.Config, framework.ManagerOptions())
 	Expect(err).NotTo(HaveOccurred())
 	Expect(controller.SetupBackupReconciler(mgr, controller.Options{Image: testImage, S3Endpoint: testS3Endpoint})).To(Succeed())
 	go func() {

@@ -16,11 +16,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
@@ -64,13 +62,9 @@ type kubelet struct {
 
 // startKubelet runs the fake kubelet for ns until the test ends.
 func startKubelet(ns, cluster string) *kubelet {
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:                 framework.Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-		Cache:                  cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}},
-	})
+	opts := framework.ManagerOptions()
+	opts.Cache = cache.Options{DefaultNamespaces: map[string]cache.Config{ns: {}}}
+	mgr, err := ctrl.NewManager(env.Config, opts)
 	Expect(err).NotTo(HaveOccurred())
 	k := &kubelet{
 		c: mgr.GetClient(), ns: ns, cluster: cluster,

@@ -7,11 +7,8 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"kube-dc.com/etcd-backup/controller"
 	"kube-dc.com/etcd-backup/test/framework"
@@ -61,12 +58,7 @@ type restoreManager struct {
 
 // startRestoreManager starts a manager running only the restore controller.
 func startRestoreManager(timeouts controller.RestoreTimeouts) *restoreManager {
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:                 framework.Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-	})
+	mgr, err := ctrl.NewManager(env.Config, framework.ManagerOptions())
 	Expect(err).NotTo(HaveOccurred())
 	Expect(controller.SetupRestoreReconciler(mgr, controller.Options{
 		Image: testImage, S3Endpoint: testS3Endpoint, RestoreTimeouts: timeouts,
