@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -12,8 +13,8 @@ import (
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/location"
 )
 
 // restoreJobState is where one of the restore's Jobs stands.
@@ -132,23 +133,19 @@ func (r *RestoreReconciler) jobInputs(ctx context.Context, s *restoreScope, sts 
 }
 
 // resolveRestoreJobInputs resolves everything the restore's Jobs need: the S3 location and
-// credentials exactly as the backup CronJob resolves them (resolveBackupS3Location,
+// credentials exactly as the backup CronJob resolves them (location.Lookup,
 // backupCredentialSecret), and the etcd member and user from DS-etcd. reader reads uncached.
 // A *restoreInputsError carries the failure reason.
 func resolveRestoreJobInputs(ctx context.Context, reader client.Reader, c *kdcv1alpha1.KdcCluster, snapshotKey, attempt string, o Options, sts *appsv1.StatefulSet) (restoreJobInputs, error) {
-	key := client.ObjectKey{Namespace: c.Namespace, Name: kdcv1alpha1.ObjectBucketClaimName}
-	var obc *obcv1alpha1.ObjectBucketClaim
-	if obj := (&obcv1alpha1.ObjectBucketClaim{}); reader.Get(ctx, key, obj) == nil {
-		obc = obj
-	}
-	var cm *corev1.ConfigMap
-	if obj := (&corev1.ConfigMap{}); reader.Get(ctx, key, obj) == nil {
-		cm = obj
-	}
-	loc, err := resolveBackupS3Location(c, obc, cm, o.S3Endpoint)
-	if err != nil {
+	// A failed read of the claim or its ConfigMap is retried, not taken for a missing one (that
+	// would resolve another bucket or endpoint).
+	loc, err := location.Lookup(ctx, reader, c, o.S3Endpoint)
+	if errors.Is(err, location.ErrNoEndpoint) {
 		return restoreJobInputs{}, &restoreInputsError{kdcv1alpha1.ReasonS3NotAvailable,
 			fmt.Errorf("%w: set spec.backup.s3Endpoint or make the ObjectBucketClaim %s Bound", err, kdcv1alpha1.ObjectBucketClaimName)}
+	}
+	if err != nil {
+		return restoreJobInputs{}, err
 	}
 	in := restoreJobInputs{
 		Image:            o.Image,
