@@ -177,6 +177,17 @@ func Backup(ctx context.Context, o BackupOptions) (*BackupResult, error) {
 	}
 
 	s3c := NewS3Client(o.Location, o.Credentials)
+	upCtx := context.WithoutCancel(ctx)
+	// The retention rule does not depend on the object, so it is applied while the snapshot
+	// uploads (up to three round trips off the critical path). A backup that then fails has
+	// still set the rule the cluster's spec asks for, which is harmless.
+	lifecycle := func() (string, error) { return LifecycleDisabled, nil }
+	if o.RetentionDays > 0 {
+		lifecycle = inBackground(func() (string, error) {
+			return ApplyLifecycle(upCtx, s3c, o.Location, o.Cluster, o.RetentionDays)
+		})
+		defer lifecycle() // no request outlives Backup
+	}
 	uploader := &streamUploader{
 		client:      s3c,
 		partSize:    o.PartSize,
@@ -186,7 +197,6 @@ func Backup(ctx context.Context, o BackupOptions) (*BackupResult, error) {
 		// only cost CPU.
 		opts: []func(*s3.Options){s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)},
 	}
-	upCtx := context.WithoutCancel(ctx)
 	out, err := uploader.upload(upCtx, stream, &s3.CreateMultipartUploadInput{
 		Bucket:            aws.String(o.Location.Bucket),
 		Key:               aws.String(res.ObjectKey),
@@ -235,7 +245,7 @@ func Backup(ctx context.Context, o BackupOptions) (*BackupResult, error) {
 
 	res.Lifecycle = LifecycleDisabled
 	if o.RetentionDays > 0 {
-		state, err := ApplyLifecycle(upCtx, s3c, o.Location, o.Cluster, o.RetentionDays)
+		state, err := lifecycle()
 		res.Lifecycle = state
 		if err != nil {
 			res.LifecycleError = firstLine(err.Error())

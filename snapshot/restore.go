@@ -144,10 +144,11 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 	removeStaleStaging(parent, log)
 
 	c := NewS3Client(o.Location, o.Credentials)
-	info, err := statObject(ctx, c, o.Location, res.ObjectKey)
+	info, body, err := openObject(ctx, c, o.Location, res.ObjectKey)
 	if err != nil {
 		return res, err
 	}
+	defer body.Close()
 	res.Size, res.S3Checksum, res.EtcdVersion = info.Size, info.checksumState(), info.EtcdVersion
 
 	staging, err := os.MkdirTemp(parent, stagingPrefix)
@@ -170,7 +171,7 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 		f.Close()
 		return res, localIOError("allocate space for the snapshot in", snapPath, err)
 	}
-	sum, err := download(ctx, c, o.Location, info, f)
+	sum, err := download(o.Location, info, body, f)
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = localIOError("write", snapPath, cerr)
 	}
@@ -315,7 +316,7 @@ func removeStaleStaging(parent string, log *slog.Logger) {
 // S3 checksum, the sha256 tag and the size) before returning success, and nothing else writes
 // the file. etcdutl's check would hash the same bytes again (from the page cache: it reads its
 // copy right after writing it). etcdutl still cuts the 32-byte hash off the database, because
-// the file size says it has one (statObject requires that).
+// the file size says it has one (newObjectInfo requires that).
 func etcdutlRestore(o RestoreOptions, snapPath, out string) error {
 	lg := zap.NewNop()
 	return etcdutl.NewV3(lg).Restore(etcdutl.RestoreConfig{

@@ -128,7 +128,6 @@ const (
 	codeInvalidDigest         = "InvalidDigest"
 	codeXAmzContentSHA256     = "XAmzContentSHA256Mismatch"
 	codeInvalidPart           = "InvalidPart"
-	codePreconditionFailed    = "PreconditionFailed"
 )
 
 // apiCode is the S3 error code of err, or "".

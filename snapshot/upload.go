@@ -56,22 +56,41 @@ type part struct {
 // was stored; on any failure the multipart upload is aborted, so no object becomes visible.
 // ctx must not be cancelled by a signal: the abort needs it.
 func (u *streamUploader) upload(ctx context.Context, body *snapshotStream, in *s3.CreateMultipartUploadInput) (*uploadResult, error) {
+	var created func() (*s3.CreateMultipartUploadOutput, error)
+	if body.Size() > u.partSize {
+		// etcd announced more than one part: the upload is created while the first part is
+		// read, not after (a round trip off the critical path).
+		created = inBackground(func() (*s3.CreateMultipartUploadOutput, error) {
+			return u.client.CreateMultipartUpload(ctx, in, u.opts...)
+		})
+	}
 	free := make(chan []byte, u.concurrency+1)
 	first := make([]byte, u.partSize)
 	n, err := io.ReadFull(body, first)
 	switch {
+	case created != nil && err != nil:
+		// Read returns io.EOF only after every announced byte, so a stream announced as larger
+		// than one part cannot end within the first: this is a failure.
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			err = fmt.Errorf("the snapshot stream ended after %d of the %d bytes it announced", n, body.Size())
+		}
+		return nil, u.abortCreated(ctx, in, created, err)
 	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 		// Read returned io.EOF only after the stream's size and etcd hash checks passed.
 		return u.putObject(ctx, body, in, first[:n])
 	case err != nil:
 		return nil, err
 	}
-
-	created, err := u.client.CreateMultipartUpload(ctx, in, u.opts...)
+	if created == nil {
+		created = func() (*s3.CreateMultipartUploadOutput, error) {
+			return u.client.CreateMultipartUpload(ctx, in, u.opts...)
+		}
+	}
+	out, err := created()
 	if err != nil {
 		return nil, err
 	}
-	uploadID := created.UploadId
+	uploadID := out.UploadId
 	abort := func(cause error) error {
 		if _, aerr := u.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: in.Bucket, Key: in.Key, UploadId: uploadID}, u.opts...); aerr != nil {
 			return fmt.Errorf("%w (and aborting the multipart upload failed: %v)", cause, aerr)
@@ -146,7 +165,7 @@ func (u *streamUploader) upload(ctx context.Context, body *snapshotStream, in *s
 		return nil, abort(sendErr)
 	}
 	slices.SortFunc(completed, func(a, b types.CompletedPart) int { return int(aws.ToInt32(a.PartNumber) - aws.ToInt32(b.PartNumber)) })
-	out, err := u.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+	done, err := u.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket:          in.Bucket,
 		Key:             in.Key,
 		UploadId:        uploadID,
@@ -155,7 +174,37 @@ func (u *streamUploader) upload(ctx context.Context, body *snapshotStream, in *s
 	if err != nil {
 		return nil, abort(err)
 	}
-	return &uploadResult{ChecksumSHA256: aws.ToString(out.ChecksumSHA256), Parts: completed}, nil
+	return &uploadResult{ChecksumSHA256: aws.ToString(done.ChecksumSHA256), Parts: completed}, nil
+}
+
+// abortCreated aborts the multipart upload created may have created, and returns cause.
+func (u *streamUploader) abortCreated(ctx context.Context, in *s3.CreateMultipartUploadInput, created func() (*s3.CreateMultipartUploadOutput, error), cause error) error {
+	out, err := created()
+	if err != nil {
+		return cause // nothing was created
+	}
+	if _, aerr := u.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: in.Bucket, Key: in.Key, UploadId: out.UploadId}, u.opts...); aerr != nil {
+		return fmt.Errorf("%w (and aborting the multipart upload failed: %v)", cause, aerr)
+	}
+	return cause
+}
+
+// inBackground runs f in a goroutine. The returned function waits for it and returns its
+// results (every call, the same).
+func inBackground[T any](f func() (T, error)) func() (T, error) {
+	type result struct {
+		v   T
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		v, err := f()
+		ch <- result{v, err}
+	}()
+	return sync.OnceValues(func() (T, error) {
+		r := <-ch
+		return r.v, r.err
+	})
 }
 
 // uploadPart sends one part with its SHA-256, which the server verifies.

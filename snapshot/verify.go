@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go/middleware"
 
 	"kube-dc.com/etcd-backup/api/v1alpha1"
 )
@@ -58,11 +59,12 @@ func Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, error) {
 	}
 	res := &VerifyResult{Key: o.Key, ObjectKey: o.Location.ObjectKey(o.Key), Bucket: o.Location.Bucket}
 	c := NewS3Client(o.Location, o.Credentials)
-	info, err := statObject(ctx, c, o.Location, res.ObjectKey)
+	info, body, err := openObject(ctx, c, o.Location, res.ObjectKey)
 	if err != nil {
 		return res, err
 	}
-	sum, err := download(ctx, c, o.Location, info, io.Discard)
+	defer body.Close()
+	sum, err := download(o.Location, info, body, io.Discard)
 	if err != nil {
 		return res, err
 	}
@@ -89,7 +91,6 @@ func checkKey(key, cluster string) error {
 // objectInfo is what statObject learns about a snapshot object before downloading it.
 type objectInfo struct {
 	ObjectKey   string
-	ETag        string
 	Size        int64
 	Checksum    s3Checksum
 	HasChecksum bool
@@ -106,44 +107,102 @@ func (i *objectInfo) checksumState() string {
 	return i.Checksum.String()
 }
 
-// statObject reads the object's size, checksum, metadata and sha256 tag.
+// statObject reads the object's size, checksum, metadata and sha256 tag without downloading it
+// (HEAD and the tags, in parallel).
 func statObject(ctx context.Context, c *s3.Client, loc S3Location, objectKey string) (*objectInfo, error) {
-	// The tags are read while the HEAD request runs: one round trip to S3 instead of two.
-	type tagging struct {
-		out *s3.GetObjectTaggingOutput
-		err error
-	}
-	tagsc := make(chan tagging, 1)
-	go func() {
-		out, err := c.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: aws.String(loc.Bucket), Key: aws.String(objectKey)})
-		tagsc <- tagging{out, err}
-	}()
+	tags := readTags(ctx, c, loc, objectKey)
 	head, err := c.HeadObject(ctx, &s3.HeadObjectInput{
 		Bucket:       aws.String(loc.Bucket),
 		Key:          aws.String(objectKey),
 		ChecksumMode: types.ChecksumModeEnabled,
 	})
 	if err != nil {
-		se := s3Error("read", loc, objectKey, err)
-		if se.Code == ExitObjectMissing { // a HEAD 404 has no body: the bucket may be what is missing
-			if berr := checkBucket(ctx, c, loc); berr != nil {
-				var be *Error
-				if errors.As(berr, &be) && be.Code == ExitBucketMissing {
-					return nil, errorf(ExitBucketMissing, "failed to read s3://%s/%s: bucket %q does not exist at %s; check --bucket (the ObjectBucketClaim's bucket or destinationPath)", loc.Bucket, objectKey, loc.Bucket, loc.Endpoint)
-				}
-			}
-		}
-		return nil, se
+		return nil, notFoundError(ctx, c, loc, objectKey, s3Error("read", loc, objectKey, err))
 	}
-	info := &objectInfo{ObjectKey: objectKey, ETag: aws.ToString(head.ETag), Size: aws.ToInt64(head.ContentLength)}
-	if info.Checksum, info.HasChecksum, err = parseS3Checksum(aws.ToString(head.ChecksumSHA256)); err != nil {
+	return newObjectInfo(loc, objectKey, aws.ToInt64(head.ContentLength), aws.ToString(head.ChecksumSHA256), head.Metadata, tags)
+}
+
+// openObject starts the download of the object: one GET, whose headers carry everything HEAD
+// would (size, checksum, metadata), with the tags read in parallel. The caller reads and closes
+// body, which newObjectInfo's checks have passed.
+func openObject(ctx context.Context, c *s3.Client, loc S3Location, objectKey string) (*objectInfo, io.ReadCloser, error) {
+	tags := readTags(ctx, c, loc, objectKey)
+	out, err := c.GetObject(ctx, &s3.GetObjectInput{
+		Bucket:       aws.String(loc.Bucket),
+		Key:          aws.String(objectKey),
+		ChecksumMode: types.ChecksumModeEnabled,
+	}, s3.WithAPIOptions(withoutResponseChecksumValidation))
+	if err != nil {
+		<-tags // the tags request must not outlive the call
+		return nil, nil, notFoundError(ctx, c, loc, objectKey, s3Error("download", loc, objectKey, err))
+	}
+	info, err := newObjectInfo(loc, objectKey, aws.ToInt64(out.ContentLength), aws.ToString(out.ChecksumSHA256), out.Metadata, tags)
+	if err != nil {
+		out.Body.Close()
+		return nil, nil, err
+	}
+	return info, out.Body, nil
+}
+
+// withoutResponseChecksumValidation removes the SDK's check of a full-object response checksum,
+// which ChecksumMode turns on: download checks the same checksum (and a composite one, which the
+// SDK skips) in its own hash pass, and reports a mismatch as corruption, where the SDK's reader
+// would fail the read with a second pass over the same bytes.
+func withoutResponseChecksumValidation(stack *middleware.Stack) error {
+	if _, ok := stack.Deserialize.Get(responseChecksumValidationID); !ok {
+		return nil
+	}
+	_, err := stack.Deserialize.Remove(responseChecksumValidationID)
+	return err
+}
+
+// responseChecksumValidationID is the SDK's middleware that validates response checksums.
+const responseChecksumValidationID = "AWSChecksum:ValidateOutputPayloadChecksum"
+
+// notFoundError refines se: a 404 without an error code (HEAD) may mean the bucket is missing.
+func notFoundError(ctx context.Context, c *s3.Client, loc S3Location, objectKey string, se *Error) error {
+	if se.Code != ExitObjectMissing {
+		return se
+	}
+	if berr := checkBucket(ctx, c, loc); berr != nil {
+		var be *Error
+		if errors.As(berr, &be) && be.Code == ExitBucketMissing {
+			return errorf(ExitBucketMissing, "failed to read s3://%s/%s: bucket %q does not exist at %s; check --bucket (the ObjectBucketClaim's bucket or destinationPath)", loc.Bucket, objectKey, loc.Bucket, loc.Endpoint)
+		}
+	}
+	return se
+}
+
+// tagging is the outcome of GetObjectTagging.
+type tagging struct {
+	out *s3.GetObjectTaggingOutput
+	err error
+}
+
+// readTags reads the object's tags in the background; the channel yields the outcome once.
+func readTags(ctx context.Context, c *s3.Client, loc S3Location, objectKey string) <-chan tagging {
+	tagsc := make(chan tagging, 1)
+	go func() {
+		out, err := c.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: aws.String(loc.Bucket), Key: aws.String(objectKey)})
+		tagsc <- tagging{out, err}
+	}()
+	return tagsc
+}
+
+// newObjectInfo checks what S3 said about a snapshot object (the headers of a HEAD or a GET, and
+// the tags from tagsc) and returns it as an objectInfo.
+func newObjectInfo(loc S3Location, objectKey string, size int64, checksum string, meta map[string]string, tagsc <-chan tagging) (*objectInfo, error) {
+	tags := <-tagsc
+	info := &objectInfo{ObjectKey: objectKey, Size: size}
+	var err error
+	if info.Checksum, info.HasChecksum, err = parseS3Checksum(checksum); err != nil {
 		return nil, errorf(ExitIntegrity, "s3://%s/%s has a malformed checksum: %w; the object is not a snapshot of this tool or is damaged", loc.Bucket, objectKey, err)
 	}
-	if v := head.Metadata[MetaPartSize]; v != "" {
+	if v := meta[MetaPartSize]; v != "" {
 		info.PartSize, _ = strconv.ParseInt(v, 10, 64)
 	}
-	info.Revision, _ = strconv.ParseInt(head.Metadata[MetaEtcdRevision], 10, 64)
-	info.EtcdVersion = head.Metadata[MetaEtcdVersion]
+	info.Revision, _ = strconv.ParseInt(meta[MetaEtcdRevision], 10, 64)
+	info.EtcdVersion = meta[MetaEtcdVersion]
 	if info.HasChecksum && info.Checksum.Parts > 0 {
 		if info.PartSize <= 0 {
 			return nil, errorf(ExitIntegrity, "s3://%s/%s has a composite checksum %s but no %s metadata to recompute it; the object was not written by kdc-etcd-backup", loc.Bucket, objectKey, info.Checksum, MetaPartSize)
@@ -152,7 +211,6 @@ func statObject(ctx context.Context, c *s3.Client, loc S3Location, objectKey str
 			return nil, errorf(ExitIntegrity, "s3://%s/%s is %d bytes, which is %d parts of %d, but its checksum %s counts %d parts; the object is damaged", loc.Bucket, objectKey, info.Size, want, info.PartSize, info.Checksum, info.Checksum.Parts)
 		}
 	}
-	tags := <-tagsc
 	if err := tags.err; err == nil {
 		for _, t := range tags.out.TagSet {
 			if aws.ToString(t.Key) == TagSHA256 {
@@ -168,26 +226,14 @@ func statObject(ctx context.Context, c *s3.Client, loc S3Location, objectKey str
 	return info, nil
 }
 
-// download streams the object into w while checking, in order: the byte count, etcd's appended
-// hash, the S3 checksum (full-object or composite) and the sha256 tag. It returns the hex
-// SHA-256 of the object. w's errors are classified as local I/O errors (a full disk).
-func download(ctx context.Context, c *s3.Client, loc S3Location, info *objectInfo, w io.Writer) (string, error) {
+// download streams body, the object info describes, into w while checking, in order: the byte
+// count, etcd's appended hash, the S3 checksum (full-object or composite) and the sha256 tag. It
+// returns the hex SHA-256 of the object. w's errors are classified as local I/O errors (a full
+// disk).
+func download(loc S3Location, info *objectInfo, body io.Reader, w io.Writer) (string, error) {
 	obj := fmt.Sprintf("s3://%s/%s", loc.Bucket, info.ObjectKey)
-	in := &s3.GetObjectInput{Bucket: aws.String(loc.Bucket), Key: aws.String(info.ObjectKey)}
-	if info.ETag != "" {
-		in.IfMatch = aws.String(info.ETag) // the object we looked at, not one replaced meanwhile
-	}
-	out, err := c.GetObject(ctx, in)
-	if err != nil {
-		if apiCode(err) == codePreconditionFailed {
-			return "", errorf(ExitFailed, "%s was replaced while it was being read; retry", obj)
-		}
-		return "", s3Error("download", loc, info.ObjectKey, err)
-	}
-	defer out.Body.Close()
-
 	v := newVerifier(info)
-	n, werr, err := v.copy(w, out.Body)
+	n, werr, err := v.copy(w, body)
 	if err != nil {
 		if werr != nil {
 			return "", localIOError("write the downloaded snapshot", obj, werr)
@@ -198,83 +244,85 @@ func download(ctx context.Context, c *s3.Client, loc S3Location, info *objectInf
 }
 
 // Download buffers: copyChunk bytes are read, hashed and written at a time, in copyChunks
-// buffers that circulate between the reading and the writing goroutine.
+// buffers that circulate between the reading, the hashing and the writing goroutine.
 const (
 	copyChunk  = 1 << 20
 	copyChunks = 4
 )
 
-// chunk is one buffer of the download; done is closed when the writer is through with it.
+// chunk is one buffer of the download.
 type chunk struct {
-	buf  []byte
-	n    int
-	done chan struct{}
+	buf []byte
+	n   int
 }
 
-// copy streams r into w and through every hash, in two goroutines over the same buffers: this
-// one reads and runs the whole-object SHA-256 (which also yields etcd's hash); the other runs
-// the per-part SHA-256s of a composite checksum and writes to w. A buffer is reused only when
-// both are through with it, so w gets exactly the bytes that were hashed. On two CPUs the two
-// hashing passes and the write take about the time of one pass (docs/benchmarks.md). It returns
-// the bytes read, the error of w (a full disk) if that is what stopped it, and the error.
+// copy streams r into w and through every hash as a pipeline of three goroutines over the same
+// buffers: one reads from r; this one runs the whole-object SHA-256 (which also yields etcd's
+// hash); the last runs the per-part SHA-256s of a composite checksum, when needed, and writes to
+// w. A buffer goes back to the reader only when the writer is through with it, so w gets exactly
+// the bytes that were hashed. The download then takes about as long as the slower of S3 sending
+// the object and one SHA-256 pass, instead of their sum (docs/benchmarks.md). It returns the
+// bytes read, the error of w (a full disk) if that is what stopped it, and the error.
 func (v *verifier) copy(w io.Writer, r io.Reader) (n int64, werr, err error) {
 	var (
-		mu      sync.Mutex
-		written sync.WaitGroup
-		chunks  = make(chan *chunk, copyChunks)
+		free   = make(chan *chunk, copyChunks)
+		read   = make(chan *chunk, copyChunks)
+		hashed = make(chan *chunk, copyChunks)
+		stop   = make(chan struct{}) // closed when w failed: the reader stops
+		rerr   error
+		writer sync.WaitGroup
 	)
-	failed := func() error { mu.Lock(); defer mu.Unlock(); return werr }
-	written.Go(func() {
-		for c := range chunks {
-			if v.parts != nil {
-				v.parts.Write(c.buf[:c.n])
+	for range copyChunks {
+		free <- &chunk{buf: make([]byte, copyChunk)}
+	}
+	go func() { // the reader; n and rerr are read only after read is closed
+		defer close(read)
+		for {
+			var c *chunk
+			select {
+			case c = <-free:
+			case <-stop:
+				return
 			}
-			if failed() == nil {
+			var err error
+			c.n, err = io.ReadFull(r, c.buf)
+			n += int64(c.n)
+			if c.n > 0 {
+				read <- c // never blocks: read holds every buffer
+			}
+			switch {
+			case err == io.EOF || err == io.ErrUnexpectedEOF:
+				return
+			case err != nil:
+				rerr = err
+				return
+			}
+		}
+	}()
+	writer.Go(func() {
+		for c := range hashed {
+			if werr == nil {
+				if v.parts != nil {
+					v.parts.Write(c.buf[:c.n])
+				}
 				if _, err := w.Write(c.buf[:c.n]); err != nil {
-					mu.Lock()
 					werr = err
-					mu.Unlock()
+					close(stop)
 				}
 			}
-			close(c.done)
+			free <- c // never blocks: free holds every buffer
 		}
 	})
-	finish := func(rerr error) (int64, error, error) {
-		close(chunks)
-		written.Wait()
-		if werr != nil {
-			return n, werr, werr
-		}
-		return n, nil, rerr
-	}
-	ring := make([]*chunk, copyChunks)
-	for i := 0; ; i++ {
-		c := ring[i%copyChunks]
-		if c == nil {
-			c = &chunk{buf: make([]byte, copyChunk)}
-			ring[i%copyChunks] = c
-		} else {
-			<-c.done // the writer has finished with this buffer
-		}
-		if failed() != nil {
-			return finish(nil)
-		}
-		var rerr error
-		c.n, rerr = io.ReadFull(r, c.buf)
-		n += int64(c.n)
-		if rerr == io.ErrUnexpectedEOF || rerr == io.EOF {
-			rerr = nil
-		}
-		if rerr != nil || c.n == 0 {
-			return finish(rerr)
-		}
-		c.done = make(chan struct{})
-		chunks <- c
+	for c := range read {
 		v.writeWhole(c.buf[:c.n])
-		if c.n < len(c.buf) {
-			return finish(nil)
-		}
+		hashed <- c
 	}
+	close(hashed)
+	writer.Wait()
+	if werr != nil {
+		return n, werr, werr
+	}
+	return n, nil, rerr
 }
 
 // verifier hashes an object as it streams by: one SHA-256 pass for the whole object (whose Sum

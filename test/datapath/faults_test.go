@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"kube-dc.com/etcd-backup/api/v1alpha1"
 	"kube-dc.com/etcd-backup/snapshot"
@@ -289,6 +290,54 @@ func TestInterruptedUploads(t *testing.T) {
 			t.Errorf("the cancelled multipart upload of %s was not aborted: %d uploads remain", key, n)
 		}
 	})
+}
+
+// TestInterruptedFirstPart interrupts a backup while it reads the first part from etcd: the
+// multipart upload, created in parallel because etcd announced more than one part, is aborted
+// and nothing becomes visible.
+func TestInterruptedFirstPart(t *testing.T) {
+	en := newEnv(t)
+	e := framework.StartEtcd(t, framework.EtcdOptions{})
+	fill(t, e.Client(t), "/registry/secrets/", 150, 100<<10) // ~15 MB: several parts
+	// etcd's bytes stop after 2 MiB, within the first 5 MiB part.
+	etcdProxy := newServerGateProxy(t, strings.TrimPrefix(e.ClientURL, "https://"), 2<<20)
+	ctx, cancel := context.WithCancel(ctxT(t))
+	o := en.backupOptions(t, e, "first-part")
+	o.Endpoints = []string{"https://" + etcdProxy.Addr}
+	o.PartSize = snapshot.MinPartSize
+	at := time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)
+	o.Now = func() time.Time { return at }
+	key := v1alpha1.SnapshotKey("first-part", at)
+	done := make(chan error, 1)
+	go func() {
+		_, err := snapshot.Backup(ctx, o)
+		done <- err
+	}()
+	select {
+	case <-etcdProxy.Reached():
+	case err := <-done:
+		t.Fatalf("backup ended before etcd sent 2 MiB: %v", err)
+	}
+	if err := wait.PollUntilContextTimeout(ctxT(t), 10*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		return multipartUploads(t, en, key) == 1, nil
+	}); err != nil {
+		t.Fatalf("the multipart upload was not created while the first part was read: %v", err)
+	}
+	cancel()
+	etcdProxy.Release()
+	err := <-done
+	if err == nil {
+		t.Fatal("backup succeeded although it was cancelled")
+	}
+	t.Logf("backup failed as expected: %v", err)
+	for _, k := range en.objectKeys(t) {
+		if strings.HasPrefix(k, "first-part/") {
+			t.Errorf("object %s is visible after a cancelled backup", k)
+		}
+	}
+	if n := multipartUploads(t, en, key); n != 0 {
+		t.Errorf("the multipart upload of %s was not aborted: %d uploads remain", key, n)
+	}
 }
 
 // multipartUploads counts the multipart uploads in progress for key (MinIO lists them only for

@@ -8,15 +8,17 @@ import (
 )
 
 // gateProxy is a TCP proxy on 127.0.0.1 in front of a real server. It forwards everything until
-// the client has sent limit bytes in total, then holds further client bytes back until Release,
-// so a test can interrupt an upload at a known point without racing it.
+// the client has sent limit bytes in total (or, made by newServerGateProxy, the server has),
+// then holds further bytes in that direction back until Release, so a test can interrupt an
+// upload or a download at a known point without racing it.
 type gateProxy struct {
-	Addr    string
-	target  string
-	limit   int64
-	ln      net.Listener
-	reached chan struct{}
-	release chan struct{}
+	Addr       string
+	target     string
+	fromServer bool // the gate counts and holds the server's bytes instead of the client's
+	limit      int64
+	ln         net.Listener
+	reached    chan struct{}
+	release    chan struct{}
 
 	mu     sync.Mutex
 	sent   int64
@@ -27,11 +29,22 @@ type gateProxy struct {
 
 func newGateProxy(t *testing.T, target string, limit int64) *gateProxy {
 	t.Helper()
+	return startGateProxy(t, &gateProxy{target: target, limit: limit})
+}
+
+// newServerGateProxy is a gateProxy that holds the server's bytes after limit of them.
+func newServerGateProxy(t *testing.T, target string, limit int64) *gateProxy {
+	t.Helper()
+	return startGateProxy(t, &gateProxy{target: target, limit: limit, fromServer: true})
+}
+
+func startGateProxy(t *testing.T, p *gateProxy) *gateProxy {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &gateProxy{Addr: ln.Addr().String(), target: target, limit: limit, ln: ln, reached: make(chan struct{}), release: make(chan struct{})}
+	p.Addr, p.ln, p.reached, p.release = ln.Addr().String(), ln, make(chan struct{}), make(chan struct{})
 	go p.serve()
 	t.Cleanup(func() {
 		p.Release()
@@ -70,13 +83,28 @@ func (p *gateProxy) handle(c net.Conn) {
 	p.mu.Lock()
 	p.conns = append(p.conns, c, up)
 	p.mu.Unlock()
-	go func() {
-		_, _ = io.Copy(c, up)
-		c.Close()
+	if p.fromServer {
+		go p.pump(up, c, false)
+		p.pump(c, up, true)
+		return
+	}
+	go p.pump(c, up, false)
+	p.pump(up, c, true)
+}
+
+// pump copies src to dst until either fails, through the gate when gated, then closes both.
+func (p *gateProxy) pump(dst, src net.Conn, gated bool) {
+	defer func() {
+		src.Close()
+		dst.Close()
 	}()
+	if !gated {
+		_, _ = io.Copy(dst, src)
+		return
+	}
 	buf := make([]byte, 32<<10)
 	for {
-		n, err := c.Read(buf)
+		n, err := src.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
 			p.sent += int64(n)
@@ -86,14 +114,12 @@ func (p *gateProxy) handle(c net.Conn) {
 				p.once.Do(func() { close(p.reached) })
 				<-p.release
 			}
-			if _, werr := up.Write(buf[:n]); werr != nil {
-				break
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
 			}
 		}
 		if err != nil {
-			break
+			return
 		}
 	}
-	up.Close()
-	c.Close()
 }
