@@ -1,10 +1,14 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +20,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -134,10 +139,10 @@ func BenchmarkAdmission(b *testing.B) {
 	}
 
 	ab := &admissionBench{env: env}
-	if ab.operator, err = userClient(env, "operator"); err != nil {
+	if ab.operator, err = unthrottledUserClient(env, "operator"); err != nil {
 		b.Fatal(err)
 	}
-	if ab.ctrlUser, err = userClient(env, controllerUser); err != nil {
+	if ab.ctrlUser, err = unthrottledUserClient(env, controllerUser); err != nil {
 		b.Fatal(err)
 	}
 	if ab.nsOn, err = env.NewNamespace(ctx, "bench-on"); err != nil {
@@ -203,9 +208,11 @@ func BenchmarkAdmission(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			stopProfile := ab.profileAPIServer(b, fmt.Sprintf("paired-clients=%d", clients))
 			b.ResetTimer()
 			lat, err := ab.run(ctx, clients, max(b.N, 2*minBenchRequests), ab.nsOn, ab.nsOff)
 			b.StopTimer()
+			stopProfile()
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -357,4 +364,59 @@ func (ab *admissionBench) register(ctx context.Context, reg registration) error 
 		}
 		return true, nil
 	})
+}
+
+// unthrottledUserClient is userClient without client-go's client-side rate limiter: at 50
+// clients the benchmark sends more than the tests' 500 requests/s, and the limiter's queue would
+// be measured instead of the API server.
+func unthrottledUserClient(env *framework.Env, user string) (client.Client, error) {
+	cfg, err := env.UserConfig(user, []string{"system:masters"})
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS = -1 // no rate limiter
+	return client.New(cfg, client.Options{Scheme: framework.Scheme})
+}
+
+// profileAPIServer, when KDC_BENCH_PROFILE_DIR is set, records a CPU profile of kube-apiserver
+// (its /debug/pprof/profile, as the admin user) while a cell runs, into
+// $KDC_BENCH_PROFILE_DIR/apiserver-<name>.pprof, for `go tool pprof`. The returned function
+// waits for it; the profile covers the first KDC_BENCH_PROFILE_SECONDS (default 10) of the cell.
+func (ab *admissionBench) profileAPIServer(b *testing.B, name string) func() {
+	dir := os.Getenv("KDC_BENCH_PROFILE_DIR")
+	if dir == "" {
+		return func() {}
+	}
+	seconds := cmp.Or(os.Getenv("KDC_BENCH_PROFILE_SECONDS"), "10")
+	hc, err := rest.HTTPClientFor(ab.env.Config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- func() error {
+			resp, err := hc.Get(strings.TrimSuffix(ab.env.Config.Host, "/") + "/debug/pprof/profile?seconds=" + seconds)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("kube-apiserver profile: %s", resp.Status)
+			}
+			f, err := os.Create(filepath.Join(dir, "apiserver-"+name+".pprof"))
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(f, resp.Body); err != nil {
+				f.Close()
+				return err
+			}
+			return f.Close()
+		}()
+	}()
+	return func() {
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+	}
 }
