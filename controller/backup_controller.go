@@ -347,6 +347,7 @@ func (r *BackupReconciler) observeBackupJobs(ctx context.Context, c *kdcv1alpha1
 	}); err != nil {
 		return nil, false, fmt.Errorf("failed to list backup Jobs of %s: %w", klog.KObj(c), err)
 	}
+	r.seedBackupMetrics(ctx, c, jobs.Items)
 	newest := newestFinishedBackupJob(jobs.Items)
 	if newest == nil {
 		return nil, false, nil
@@ -369,6 +370,35 @@ func (r *BackupReconciler) observeBackupJobs(ctx context.Context, c *kdcv1alpha1
 		ctrl.LoggerFrom(ctx).Info("Backup succeeded", "job", klog.KObj(newest), "key", c.Status.LatestBackupKey)
 	}
 	return &res, false, nil
+}
+
+// seedBackupMetrics sets the size and duration gauges of c from the Job of the success its status
+// already records (status.latestBackupTime), when this manager has not set them yet: after a
+// restart they would stay empty until the next backup. It reads that Job's pods once per cluster
+// and process; a failed read is retried at the next reconcile, a Job that is gone or wrote no
+// result is not.
+func (r *BackupReconciler) seedBackupMetrics(ctx context.Context, c *kdcv1alpha1.KdcCluster, jobs []batchv1.Job) {
+	key := client.ObjectKeyFromObject(c)
+	last := c.Status.LatestBackupTime
+	if last == nil || backupSizes.seen(key) {
+		return
+	}
+	var job *batchv1.Job
+	for i := range jobs {
+		if _, succeeded, at := backupJobFinished(&jobs[i]); succeeded && at.Unix() == last.Unix() {
+			job = &jobs[i]
+		}
+	}
+	if job == nil {
+		backupSizes.set(key, nil)
+		return
+	}
+	res, err := r.readBackupJobResult(ctx, job)
+	if err != nil {
+		ctrl.LoggerFrom(ctx).Info("Could not read the last backup's result for the size and duration metrics; retrying at the next reconcile", "job", klog.KObj(job), "err", err.Error())
+		return
+	}
+	backupSizes.set(key, res.Termination)
 }
 
 // backupFailureReported is true when BackupReady already reports the failure of job.
@@ -500,11 +530,9 @@ func (r *BackupReconciler) observeBackupMetrics(c *kdcv1alpha1.KdcCluster, pendi
 		backupLastSuccessTime.WithLabelValues(c.Namespace, c.Name).Set(float64(t.Unix()))
 	}
 	for _, e := range pending {
-		if e.result == nil || e.result.Termination == nil {
-			continue
+		if e.result != nil && e.result.Termination != nil {
+			backupSizes.set(key, e.result.Termination)
 		}
-		backupLastSize.WithLabelValues(c.Namespace, c.Name).Set(float64(e.result.Termination.Size))
-		backupLastDuration.WithLabelValues(c.Namespace, c.Name).Set(e.result.Termination.DurationSeconds)
 	}
 }
 

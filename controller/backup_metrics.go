@@ -16,11 +16,11 @@ var (
 	}, []string{"namespace", "cluster"})
 	backupLastSize = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "kdc_etcd_backup_last_size_bytes",
-		Help: "Object size in bytes of the latest successful etcd backup seen by this manager.",
+		Help: "Object size in bytes of the latest successful etcd backup (after a manager restart: read from the Job that status.latestBackupTime records, while its pod exists).",
 	}, []string{"namespace", "cluster"})
 	backupLastDuration = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "kdc_etcd_backup_last_duration_seconds",
-		Help: "Duration in seconds of the latest successful etcd backup seen by this manager.",
+		Help: "Duration in seconds of the latest successful etcd backup (after a manager restart: as kdc_etcd_backup_last_size_bytes).",
 	}, []string{"namespace", "cluster"})
 	backupClustersByReason = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "kdc_etcd_backup_clusters",
@@ -60,6 +60,34 @@ func (t *backupReasonTracker) set(key types.NamespacedName, reason string) {
 	backupClustersByReason.WithLabelValues(reason).Inc()
 }
 
+// backupSizes sets the size and duration gauges and remembers which clusters this process has
+// set them for (seedBackupMetrics fills them once after a restart).
+var backupSizes = &backupSizeTracker{known: map[types.NamespacedName]bool{}}
+
+type backupSizeTracker struct {
+	mu    sync.Mutex
+	known map[types.NamespacedName]bool
+}
+
+// seen reports whether the gauges of key were set, or found unsettable, by this process.
+func (t *backupSizeTracker) seen(key types.NamespacedName) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.known[key]
+}
+
+// set sets the gauges of key from a backup's result; a nil result (a Job that wrote none) only
+// marks key as seen.
+func (t *backupSizeTracker) set(key types.NamespacedName, res *backupTermination) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.known[key] = true
+	if res != nil {
+		backupLastSize.WithLabelValues(key.Namespace, key.Name).Set(float64(res.Size))
+		backupLastDuration.WithLabelValues(key.Namespace, key.Name).Set(res.DurationSeconds)
+	}
+}
+
 // forget drops a deleted cluster from every backup metric.
 func (t *backupReasonTracker) forget(key types.NamespacedName) {
 	t.mu.Lock()
@@ -68,6 +96,9 @@ func (t *backupReasonTracker) forget(key types.NamespacedName) {
 		delete(t.reasons, key)
 	}
 	t.mu.Unlock()
+	backupSizes.mu.Lock()
+	delete(backupSizes.known, key)
+	backupSizes.mu.Unlock()
 	labels := prometheus.Labels{"namespace": key.Namespace, "cluster": key.Name}
 	backupLastSuccessTime.Delete(labels)
 	backupLastSize.Delete(labels)

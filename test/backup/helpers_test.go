@@ -136,21 +136,8 @@ func gaugeValue(g Gomega, name string, labels map[string]string) (float64, bool)
 	families, err := metrics.Registry.Gather()
 	g.Expect(err).NotTo(HaveOccurred())
 	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-	metric:
-		for _, m := range f.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue metric
-				}
-			}
-			return m.GetGauge().GetValue(), true
+		if f.GetName() == name {
+			return familyGauge(f, labels)
 		}
 	}
 	return 0, false
