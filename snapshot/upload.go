@@ -91,12 +91,7 @@ func (u *streamUploader) upload(ctx context.Context, body *snapshotStream, in *s
 		return nil, err
 	}
 	uploadID := out.UploadId
-	abort := func(cause error) error {
-		if _, aerr := u.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: in.Bucket, Key: in.Key, UploadId: uploadID}, u.opts...); aerr != nil {
-			return fmt.Errorf("%w (and aborting the multipart upload failed: %v)", cause, aerr)
-		}
-		return cause
-	}
+	abort := func(cause error) error { return u.abort(ctx, in, uploadID, cause) }
 
 	var (
 		mu        sync.Mutex
@@ -183,7 +178,12 @@ func (u *streamUploader) abortCreated(ctx context.Context, in *s3.CreateMultipar
 	if err != nil {
 		return cause // nothing was created
 	}
-	if _, aerr := u.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: in.Bucket, Key: in.Key, UploadId: out.UploadId}, u.opts...); aerr != nil {
+	return u.abort(ctx, in, out.UploadId, cause)
+}
+
+// abort aborts the multipart upload uploadID and returns cause.
+func (u *streamUploader) abort(ctx context.Context, in *s3.CreateMultipartUploadInput, uploadID *string, cause error) error {
+	if _, aerr := u.client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: in.Bucket, Key: in.Key, UploadId: uploadID}, u.opts...); aerr != nil {
 		return fmt.Errorf("%w (and aborting the multipart upload failed: %v)", cause, aerr)
 	}
 	return cause
