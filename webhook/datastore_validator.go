@@ -14,7 +14,7 @@ import (
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 )
 
-// +kubebuilder:webhook:path=/validate-k8s-kube-dc-com-v1alpha1-kdcclusterdatastore,mutating=false,failurePolicy=fail,sideEffects=None,groups=k8s.kube-dc.com,resources=kdcclusterdatastores,verbs=update,versions=v1alpha1,name=vkdcclusterdatastore.k8s.kube-dc.com,admissionReviewVersions=v1,timeoutSeconds=5
+// +kubebuilder:webhook:path=/validate-k8s-kube-dc-com-v1alpha1-kdcclusterdatastore,mutating=false,failurePolicy=fail,sideEffects=None,groups=k8s.kube-dc.com,resources=kdcclusterdatastores,verbs=update,versions=v1alpha1,name=vkdcclusterdatastore.k8s.kube-dc.com,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"etcd-replicas-changed","expression":"(has(object.spec) && has(object.spec.etcd) && has(object.spec.etcd.replicas) ? object.spec.etcd.replicas : 0) != (has(oldObject.spec) && has(oldObject.spec.etcd) && has(oldObject.spec.etcd.replicas) ? oldObject.spec.etcd.replicas : 0)"}]}`
 
 var kdcClusterDatastoreGK = kdcv1alpha1.GroupVersion.WithKind("KdcClusterDatastore").GroupKind()
 

@@ -16,7 +16,7 @@ import (
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 )
 
-// +kubebuilder:webhook:path=/validate-k8s-kube-dc-com-v1alpha1-kdccluster,mutating=false,failurePolicy=fail,sideEffects=None,groups=k8s.kube-dc.com,resources=kdcclusters,verbs=create;update;delete,versions=v1alpha1,name=vkdccluster.k8s.kube-dc.com,admissionReviewVersions=v1,timeoutSeconds=5
+// +kubebuilder:webhook:path=/validate-k8s-kube-dc-com-v1alpha1-kdccluster,mutating=false,failurePolicy=fail,sideEffects=None,groups=k8s.kube-dc.com,resources=kdcclusters,verbs=create;update;delete,versions=v1alpha1,name=vkdccluster.k8s.kube-dc.com,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"restore-annotations-or-spec-changed","expression":"request.operation != 'UPDATE' || has(object.spec) != has(oldObject.spec) || (has(object.spec) && object.spec != oldObject.spec) || (has(object.metadata.annotations) && object.metadata.annotations.exists(k, k.startsWith('kube-dc.com/restore-') && (!has(oldObject.metadata.annotations) || !(k in oldObject.metadata.annotations) || oldObject.metadata.annotations[k] != object.metadata.annotations[k]))) || (has(oldObject.metadata.annotations) && oldObject.metadata.annotations.exists(k, k.startsWith('kube-dc.com/restore-') && (!has(object.metadata.annotations) || !(k in object.metadata.annotations))))"}]}`
 
 var (
 	kdcClusterGK = kdcv1alpha1.GroupVersion.WithKind("KdcCluster").GroupKind()

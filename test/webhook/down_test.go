@@ -11,6 +11,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
@@ -82,12 +83,24 @@ var _ = Describe("A webhook that is down", func() {
 		By("stopping that server")
 		stop()
 		Expect(<-m.done).To(Succeed())
+		schedule := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"backup":{"schedule":"0 3 * * *"}}}`))
 		Eventually(func(g Gomega) {
-			err := alice.Patch(ctx, c.DeepCopy(), annotationsPatch(map[string]*string{"example.com/note": set("down")}))
+			err := alice.Patch(ctx, c.DeepCopy(), schedule)
 			g.Expect(err).To(MatchError(And(
 				ContainSubstring(`failed calling webhook "vkdccluster.k8s.kube-dc.com"`),
 				ContainSubstring("connection refused"))))
 		}).Should(Succeed())
+
+		By("accepting an update that no rule looks at: the API server does not call the webhook for it")
+		Expect(alice.Patch(ctx, c.DeepCopy(), annotationsPatch(map[string]*string{"example.com/note": set("down")}))).To(Succeed())
+
+		By("the same for the datastore: a replica change is refused, other updates are not sent to the webhook")
+		ds := newDataStore(ns, "ds", 1)
+		err = alice.Patch(ctx, ds.DeepCopy(), client.RawPatch(types.MergePatchType, []byte(`{"spec":{"etcd":{"replicas":3}}}`)))
+		Expect(err).To(MatchError(And(
+			ContainSubstring(`failed calling webhook "vkdcclusterdatastore.k8s.kube-dc.com"`),
+			ContainSubstring("connection refused"))))
+		Expect(alice.Patch(ctx, ds.DeepCopy(), annotationsPatch(map[string]*string{"example.com/note": set("down")}))).To(Succeed())
 
 		By("refusing a restore request, even a valid one")
 		out, err := env.Kubectl(ctx, "-n", ns, "annotate", "kdccluster", "c1", kdcv1alpha1.AnnotationRestoreFrom+"=c1/c1-20260101T020000Z.db")
@@ -97,6 +110,7 @@ var _ = Describe("A webhook that is down", func() {
 
 		stored := &kdcv1alpha1.KdcCluster{}
 		Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(c), stored)).To(Succeed())
-		Expect(stored.Annotations).To(Equal(map[string]string{"example.com/note": "up"}), "nothing was persisted while the webhook was down")
+		Expect(stored.Annotations).To(Equal(map[string]string{"example.com/note": "down"}), "no restore annotation was persisted while the webhook was down")
+		Expect(stored.Spec.Backup.Schedule).NotTo(Equal("0 3 * * *"), "the spec change was refused")
 	})
 })
