@@ -347,13 +347,16 @@ func (r *BackupReconciler) observeBackupJobs(ctx context.Context, c *kdcv1alpha1
 	}); err != nil {
 		return nil, false, fmt.Errorf("failed to list backup Jobs of %s: %w", klog.KObj(c), err)
 	}
-	r.seedBackupMetrics(ctx, c, jobs.Items)
 	newest := newestFinishedBackupJob(jobs.Items)
 	if newest == nil {
 		return nil, false, nil
 	}
 	_, succeeded, at := backupJobFinished(newest)
 	last := c.Status.LatestBackupTime
+	if !succeeded || (last != nil && !at.After(last.Time)) {
+		// No new success to record (that would set the gauges itself).
+		r.seedBackupMetrics(ctx, c, jobs.Items)
+	}
 	switch {
 	case succeeded && last != nil && !at.After(last.Time):
 		return &backupJobResult{Job: newest.Namespace + "/" + newest.Name, Succeeded: true, FinishedAt: at}, false, nil

@@ -88,6 +88,13 @@ func (t *backupSizeTracker) set(key types.NamespacedName, res *backupTermination
 	}
 }
 
+// forget drops key; backupReasonTracker.forget deletes its gauges.
+func (t *backupSizeTracker) forget(key types.NamespacedName) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.known, key)
+}
+
 // forget drops a deleted cluster from every backup metric.
 func (t *backupReasonTracker) forget(key types.NamespacedName) {
 	t.mu.Lock()
@@ -96,9 +103,7 @@ func (t *backupReasonTracker) forget(key types.NamespacedName) {
 		delete(t.reasons, key)
 	}
 	t.mu.Unlock()
-	backupSizes.mu.Lock()
-	delete(backupSizes.known, key)
-	backupSizes.mu.Unlock()
+	backupSizes.forget(key)
 	labels := prometheus.Labels{"namespace": key.Namespace, "cluster": key.Name}
 	backupLastSuccessTime.Delete(labels)
 	backupLastSize.Delete(labels)

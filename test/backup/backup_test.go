@@ -20,6 +20,7 @@ import (
 
 	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/test/framework"
 )
 
 // ignoreVolatile compares a condition by type, status and reason.
@@ -46,7 +47,7 @@ var _ = Describe("Backup controller", func() {
 				cond := backupReady(g, c)
 				g.Expect(cond).To(BeComparableTo(condition(metav1.ConditionFalse, reason), ignoreVolatile))
 				g.Expect(cond.Message).To(ContainSubstring(msg))
-				err := env.Client.Get(ctx, cronJobKey(c), &batchv1.CronJob{})
+				err := env.Client.Get(ctx, framework.BackupCronJobKey(c), &batchv1.CronJob{})
 				g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "CronJob exists: %v", err)
 			}).Should(Succeed())
 		}
@@ -54,7 +55,7 @@ var _ = Describe("Backup controller", func() {
 			GinkgoHelper()
 			cj := &batchv1.CronJob{}
 			Eventually(func(g Gomega) {
-				g.Expect(env.Client.Get(ctx, cronJobKey(c), cj)).To(Succeed())
+				g.Expect(env.Client.Get(ctx, framework.BackupCronJobKey(c), cj)).To(Succeed())
 				g.Expect(cj.DeletionTimestamp).To(BeNil())
 				g.Expect(backupReady(g, c)).To(BeComparableTo(condition(metav1.ConditionTrue, kdcv1alpha1.ReasonBackupScheduled), ignoreVolatile))
 			}).Should(Succeed())
@@ -176,7 +177,7 @@ var _ = Describe("Backup controller", func() {
 		func(exitCode int32, msg, reason string, wantMessage []string) {
 			c := createScheduledCluster(ns)
 			cj := &batchv1.CronJob{}
-			Expect(env.Client.Get(ctx, cronJobKey(c), cj)).To(Succeed())
+			Expect(env.Client.Get(ctx, framework.BackupCronJobKey(c), cj)).To(Succeed())
 			job := jobFromCronJob(cj, "manual-fail", func(j *batchv1.Job) { j.Spec.BackoffLimit = ptr.To[int32](0) })
 			Expect(env.Client.Create(ctx, job)).To(Succeed())
 			Eventually(func(g Gomega) { g.Expect(finishJobPods(g, job, exitCode, msg)).To(Equal(1)) }).Should(Succeed())
@@ -228,7 +229,7 @@ var _ = Describe("Backup controller", func() {
 		Expect(err).NotTo(HaveOccurred(), out)
 		Eventually(func(g Gomega) {
 			cj := &batchv1.CronJob{}
-			g.Expect(env.Client.Get(ctx, cronJobKey(c), cj)).To(Succeed())
+			g.Expect(env.Client.Get(ctx, framework.BackupCronJobKey(c), cj)).To(Succeed())
 			g.Expect(cj.Spec.Schedule).To(Equal("0 2 * * *"))
 			g.Expect(cj.Spec.SuccessfulJobsHistoryLimit).To(Equal(ptr.To[int32](3)))
 			g.Expect(cj.Labels).To(HaveKeyWithValue("app.kubernetes.io/managed-by", "kdc-etcd-backup"))

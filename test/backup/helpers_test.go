@@ -5,7 +5,6 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -87,23 +86,17 @@ func createScheduledCluster(ns string, mutate ...func(*kdcv1alpha1.KdcCluster)) 
 	c := createCluster(ns, mutate...)
 	setDataStoreName(c, testDataStore)
 	EventuallyWithOffset(1, func(g Gomega) {
-		g.Expect(env.Client.Get(ctx, cronJobKey(c), &batchv1.CronJob{})).To(Succeed())
+		g.Expect(env.Client.Get(ctx, framework.BackupCronJobKey(c), &batchv1.CronJob{})).To(Succeed())
 		g.Expect(backupReady(g, c).Status).To(Equal(metav1.ConditionTrue))
 	}).Should(Succeed())
 	return c
 }
 
-func cronJobKey(c *kdcv1alpha1.KdcCluster) types.NamespacedName {
-	return types.NamespacedName{Namespace: c.Namespace, Name: kdcv1alpha1.BackupCronJobName(c.Name)}
-}
-
 // backupReady is the cluster's BackupReady condition; it fails g when there is none.
 func backupReady(g Gomega, c *kdcv1alpha1.KdcCluster) metav1.Condition {
-	got := &kdcv1alpha1.KdcCluster{}
-	g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(c), got)).To(Succeed())
-	cond := meta.FindStatusCondition(got.Status.Conditions, kdcv1alpha1.ConditionBackupReady)
-	g.Expect(cond).NotTo(BeNil(), "no BackupReady condition")
-	return *cond
+	cond, err := framework.StoredCondition(ctx, env.Client, c, kdcv1alpha1.ConditionBackupReady)
+	g.Expect(err).NotTo(HaveOccurred())
+	return cond
 }
 
 // jobFromCronJob is what `kubectl create job --from=cronjob/...` creates, with an optional

@@ -32,7 +32,7 @@ var _ = Describe("Backup metrics after a manager restart", func() {
 		Expect(err).NotTo(HaveOccurred())
 		c := createScheduledCluster(ns)
 		cj := &batchv1.CronJob{}
-		Expect(env.Client.Get(ctx, cronJobKey(c), cj)).To(Succeed())
+		Expect(env.Client.Get(ctx, framework.BackupCronJobKey(c), cj)).To(Succeed())
 		job := jobFromCronJob(cj, "before-restart")
 		Expect(env.Client.Create(ctx, job)).To(Succeed())
 		key := "prod/prod-20250108T020000Z.db"

@@ -14,6 +14,7 @@ import (
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 	"kube-dc.com/etcd-backup/snapshot"
+	"kube-dc.com/etcd-backup/test/framework"
 )
 
 var _ = Describe("kubectl kdc backup", func() {
@@ -27,7 +28,7 @@ var _ = Describe("kubectl kdc backup", func() {
 	It("creates a Job from the CronJob, waits for it, prints the key, and the controller records it", func() {
 		c := clusterFixture{ns: ns, name: "prod"}.create()
 		cj := &batchv1.CronJob{}
-		Expect(env.Client.Get(ctx, cronJobKey(c), cj)).To(Succeed())
+		Expect(env.Client.Get(ctx, framework.BackupCronJobKey(c), cj)).To(Succeed())
 
 		done := runAsync("backup", "prod", "-n", ns, "--wait", "--timeout", "2m")
 		var job *batchv1.Job

@@ -13,9 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -96,7 +94,7 @@ func (f clusterFixture) create() *kdcv1alpha1.KdcCluster {
 	EventuallyWithOffset(1, func(g Gomega) {
 		cond := backupReady(g, c)
 		if c.BackupEnabled() {
-			g.Expect(env.Client.Get(ctx, cronJobKey(c), &batchv1.CronJob{})).To(Succeed())
+			g.Expect(env.Client.Get(ctx, framework.BackupCronJobKey(c), &batchv1.CronJob{})).To(Succeed())
 			g.Expect(cond.Status).To(Equal(metav1.ConditionTrue))
 		}
 	}).Should(Succeed())
@@ -123,17 +121,11 @@ func createEtcdStatefulSet(ns, ds string) {
 	})).To(Succeed())
 }
 
-func cronJobKey(c *kdcv1alpha1.KdcCluster) types.NamespacedName {
-	return types.NamespacedName{Namespace: c.Namespace, Name: kdcv1alpha1.BackupCronJobName(c.Name)}
-}
-
 // backupReady is the cluster's BackupReady condition; it fails g when there is none.
 func backupReady(g Gomega, c *kdcv1alpha1.KdcCluster) metav1.Condition {
-	got := &kdcv1alpha1.KdcCluster{}
-	g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(c), got)).To(Succeed())
-	cond := meta.FindStatusCondition(got.Status.Conditions, kdcv1alpha1.ConditionBackupReady)
-	g.Expect(cond).NotTo(BeNil(), "no BackupReady condition")
-	return *cond
+	cond, err := framework.StoredCondition(ctx, env.Client, c, kdcv1alpha1.ConditionBackupReady)
+	g.Expect(err).NotTo(HaveOccurred())
+	return cond
 }
 
 // realBackup runs the real backup code path against the suite's etcd into the cluster's

@@ -139,10 +139,10 @@ func BenchmarkAdmission(b *testing.B) {
 	}
 
 	ab := &admissionBench{env: env}
-	if ab.operator, err = unthrottledUserClient(env, "operator"); err != nil {
+	if ab.operator, err = userClient(env, "operator", unthrottled); err != nil {
 		b.Fatal(err)
 	}
-	if ab.ctrlUser, err = unthrottledUserClient(env, controllerUser); err != nil {
+	if ab.ctrlUser, err = userClient(env, controllerUser, unthrottled); err != nil {
 		b.Fatal(err)
 	}
 	if ab.nsOn, err = env.NewNamespace(ctx, "bench-on"); err != nil {
@@ -366,17 +366,10 @@ func (ab *admissionBench) register(ctx context.Context, reg registration) error 
 	})
 }
 
-// unthrottledUserClient is userClient without client-go's client-side rate limiter: at 50
-// clients the benchmark sends more than the tests' 500 requests/s, and the limiter's queue would
-// be measured instead of the API server.
-func unthrottledUserClient(env *framework.Env, user string) (client.Client, error) {
-	cfg, err := env.UserConfig(user, []string{"system:masters"})
-	if err != nil {
-		return nil, err
-	}
-	cfg.QPS = -1 // no rate limiter
-	return client.New(cfg, client.Options{Scheme: framework.Scheme})
-}
+// unthrottled turns client-go's client-side rate limiter off: at 50 clients the benchmark sends
+// more than the tests' 500 requests/s, and the limiter's queue would be measured instead of the
+// API server.
+func unthrottled(cfg *rest.Config) { cfg.QPS = -1 }
 
 // profileAPIServer, when KDC_BENCH_PROFILE_DIR is set, records a CPU profile of kube-apiserver
 // (its /debug/pprof/profile, as the admin user) while a cell runs, into

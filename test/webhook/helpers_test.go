@@ -101,10 +101,13 @@ func newDataStore(ns, name string, replicas int32) *kdcv1alpha1.KdcClusterDatast
 }
 
 // userClient is a client authenticating as user (in system:masters, so only the webhooks judge).
-func userClient(env *framework.Env, user string) (client.Client, error) {
+func userClient(env *framework.Env, user string, tweaks ...func(*rest.Config)) (client.Client, error) {
 	cfg, err := env.UserConfig(user, []string{"system:masters"})
 	if err != nil {
 		return nil, err
+	}
+	for _, tweak := range tweaks {
+		tweak(cfg)
 	}
 	return client.New(cfg, client.Options{Scheme: framework.Scheme})
 }
