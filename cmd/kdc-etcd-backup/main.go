@@ -17,6 +17,8 @@ import (
 	"sort"
 	"syscall"
 
+	// First of this binary's packages to initialize: the collector waits for main.
+	"kube-dc.com/etcd-backup/cmd/kdc-etcd-backup/internal/initgc"
 	"kube-dc.com/etcd-backup/version"
 )
 
@@ -34,6 +36,7 @@ var subcommands = map[string]subcommand{
 }
 
 func main() {
+	initgc.Restore()
 	os.Exit(dispatch(os.Args[1:]))
 }
 

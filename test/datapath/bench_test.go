@@ -107,7 +107,7 @@ func BenchmarkBackup(b *testing.B) {
 					b.Fatalf("backup exited %d: %s", r.code, r.stderr)
 				}
 				if os.Getenv("KDC_BENCH_LOG") != "" {
-					b.Log(r.stderr)
+					b.Log(r.stdout + r.stderr)
 				}
 				ours += r.duration
 				cpu.ours += r.cpu
@@ -163,6 +163,9 @@ func BenchmarkRestore(b *testing.B) {
 				cpu.minioOurs += procCPU(b, cpu.minioPID) - m0
 				if r.code != 0 {
 					b.Fatalf("restore exited %d: %s", r.code, r.stderr)
+				}
+				if os.Getenv("KDC_BENCH_LOG") != "" {
+					b.Log(r.stdout + r.stderr)
 				}
 				ours += r.duration
 				cpu.ours += r.cpu
