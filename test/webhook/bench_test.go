@@ -3,6 +3,7 @@ package webhook
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,6 +81,7 @@ type admissionBench struct {
 	env                *framework.Env
 	nsOn, nsOff        string
 	operator, ctrlUser client.Client
+	floor              *floorHandler
 }
 
 // benchLabel marks the namespace the "selected" webhook configurations apply to.
@@ -94,7 +97,39 @@ const (
 	allWebhooks
 	// selectedWebhooks: copies of them for the namespace labelled benchLabel only.
 	selectedWebhooks
+	// floorWebhooks: the selected copies, calling floorHandler instead of the webhooks.
+	floorWebhooks
 )
+
+// Paths of floorHandler on the webhook server.
+const floorMutatePath, floorValidatePath = "/floor-mutate", "/floor-validate"
+
+// floorHandler answers every AdmissionReview "allowed", after decoding nothing but its uid: the
+// least any webhook can do. Registered in place of the webhooks (floorWebhooks), it measures what
+// calling a webhook costs the API server and the machine by itself, the floor under any
+// webhook's added latency on this machine.
+type floorHandler struct{ calls atomic.Int64 }
+
+func (h *floorHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var review struct {
+		Request struct {
+			UID string `json:"uid"`
+		} `json:"request"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&review); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	resp, err := json.Marshal(map[string]any{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+		"response": map[string]any{"uid": review.Request.UID, "allowed": true}})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	h.calls.Add(1)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(resp)
+}
 
 // BenchmarkAdmission measures the latency of restore requests (`kubectl annotate ...
 // restore-from=...`, a merge patch) through the real API server at 1, 10 and 50 concurrent
@@ -105,8 +140,10 @@ const (
 // Two designs: "sequential" runs all requests without webhooks, then all with; "paired"
 // registers the webhooks for one of two namespaces only and alternates each client's requests
 // between them, so both sides see the same machine load at the same time (the fair comparison
-// on a shared machine). Each cell measures max(b.N, minBenchRequests) requests (paired: twice
-// that, half on each side). Run it with a fixed request count:
+// on a shared machine). A third, "floor", pairs the same way with floorHandler registered in
+// place of the webhooks: what calling any webhook adds on this machine, whatever it does. Each
+// cell measures max(b.N, minBenchRequests) requests (paired and floor: twice that, half on each
+// side). Run it with a fixed request count:
 //
 //	go test ./test/webhook/ -run '^$' -bench BenchmarkAdmission -benchtime 2000x
 func BenchmarkAdmission(b *testing.B) {
@@ -138,7 +175,9 @@ func BenchmarkAdmission(b *testing.B) {
 		b.Fatalf("webhook server did not start: %v", err)
 	}
 
-	ab := &admissionBench{env: env}
+	ab := &admissionBench{env: env, floor: &floorHandler{}}
+	m.mgr.GetWebhookServer().Register(floorMutatePath, ab.floor)
+	m.mgr.GetWebhookServer().Register(floorValidatePath, ab.floor)
 	if ab.operator, err = userClient(env, "operator", unthrottled); err != nil {
 		b.Fatal(err)
 	}
@@ -171,9 +210,9 @@ func BenchmarkAdmission(b *testing.B) {
 	}
 
 	type pair struct{ off, on latencies }
-	sequential, paired := map[int]*pair{}, map[int]*pair{}
+	sequential, paired, floor := map[int]*pair{}, map[int]*pair{}, map[int]*pair{}
 	for _, clients := range benchClients {
-		sequential[clients], paired[clients] = &pair{}, &pair{}
+		sequential[clients], paired[clients], floor[clients] = &pair{}, &pair{}, &pair{}
 		for _, reg := range []registration{noWebhooks, allWebhooks} {
 			b.Run(fmt.Sprintf("sequential/clients=%d/webhooks=%t", clients, reg == allWebhooks), func(b *testing.B) {
 				if err := ab.register(ctx, reg); err != nil {
@@ -197,48 +236,54 @@ func BenchmarkAdmission(b *testing.B) {
 				}
 			})
 		}
-		b.Run(fmt.Sprintf("paired/clients=%d", clients), func(b *testing.B) {
-			if err := ab.register(ctx, selectedWebhooks); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := ab.run(ctx, clients, 2*clients, ab.nsOn, ab.nsOff); err != nil { // warm up
-				b.Fatal(err)
-			}
-			sum0, count0, err := handlerTime()
-			if err != nil {
-				b.Fatal(err)
-			}
-			stopProfile := ab.profileAPIServer(b, fmt.Sprintf("paired-clients=%d", clients))
-			b.ResetTimer()
-			lat, err := ab.run(ctx, clients, max(b.N, 2*minBenchRequests), ab.nsOn, ab.nsOff)
-			b.StopTimer()
-			stopProfile()
-			if err != nil {
-				b.Fatal(err)
-			}
-			sum1, count1, err := handlerTime()
-			if err != nil {
-				b.Fatal(err)
-			}
-			for path := range sum1 {
-				if n := count1[path] - count0[path]; n > 0 {
-					// e.g. "validate-k8s-kube-dc-com-v1alpha1-kdccluster" -> "validate-kdccluster-handler-ms"
-					parts := strings.Split(strings.TrimPrefix(path, "/"), "-")
-					b.ReportMetric(1000*(sum1[path]-sum0[path])/float64(n), parts[0]+"-"+parts[len(parts)-1]+"-handler-ms")
+		for _, cell := range []struct {
+			name    string
+			reg     registration
+			results map[int]*pair
+		}{{"paired", selectedWebhooks, paired}, {"floor", floorWebhooks, floor}} {
+			b.Run(fmt.Sprintf("%s/clients=%d", cell.name, clients), func(b *testing.B) {
+				if err := ab.register(ctx, cell.reg); err != nil {
+					b.Fatal(err)
 				}
-			}
-			on, off := lat[ab.nsOn], lat[ab.nsOff]
-			b.ReportMetric(ms(off.percentile(0.50)), "p50-off-ms")
-			b.ReportMetric(ms(off.percentile(0.99)), "p99-off-ms")
-			b.ReportMetric(ms(on.percentile(0.50)), "p50-on-ms")
-			b.ReportMetric(ms(on.percentile(0.99)), "p99-on-ms")
-			paired[clients].on, paired[clients].off = on, off
-		})
+				if _, err := ab.run(ctx, clients, 2*clients, ab.nsOn, ab.nsOff); err != nil { // warm up
+					b.Fatal(err)
+				}
+				sum0, count0, err := handlerTime()
+				if err != nil {
+					b.Fatal(err)
+				}
+				stopProfile := ab.profileAPIServer(b, fmt.Sprintf("%s-clients=%d", cell.name, clients))
+				b.ResetTimer()
+				lat, err := ab.run(ctx, clients, max(b.N, 2*minBenchRequests), ab.nsOn, ab.nsOff)
+				b.StopTimer()
+				stopProfile()
+				if err != nil {
+					b.Fatal(err)
+				}
+				sum1, count1, err := handlerTime()
+				if err != nil {
+					b.Fatal(err)
+				}
+				for path := range sum1 {
+					if n := count1[path] - count0[path]; n > 0 {
+						// e.g. "validate-k8s-kube-dc-com-v1alpha1-kdccluster" -> "validate-kdccluster-handler-ms"
+						parts := strings.Split(strings.TrimPrefix(path, "/"), "-")
+						b.ReportMetric(1000*(sum1[path]-sum0[path])/float64(n), parts[0]+"-"+parts[len(parts)-1]+"-handler-ms")
+					}
+				}
+				on, off := lat[ab.nsOn], lat[ab.nsOff]
+				b.ReportMetric(ms(off.percentile(0.50)), "p50-off-ms")
+				b.ReportMetric(ms(off.percentile(0.99)), "p99-off-ms")
+				b.ReportMetric(ms(on.percentile(0.50)), "p50-on-ms")
+				b.ReportMetric(ms(on.percentile(0.99)), "p99-on-ms")
+				cell.results[clients].on, cell.results[clients].off = on, off
+			})
+		}
 	}
 	for _, design := range []struct {
 		name    string
 		results map[int]*pair
-	}{{"sequential", sequential}, {"paired", paired}} {
+	}{{"sequential", sequential}, {"paired", paired}, {"floor", floor}} {
 		if !slices.ContainsFunc(benchClients, func(c int) bool { return len(design.results[c].on) > 0 && len(design.results[c].off) > 0 }) {
 			continue
 		}
@@ -311,27 +356,36 @@ func (ab *admissionBench) run(ctx context.Context, clients, n int, namespaces ..
 func (ab *admissionBench) register(ctx context.Context, reg registration) error {
 	wh := ab.env.WebhookInstallOptions
 	selector := &metav1.LabelSelector{MatchLabels: map[string]string{benchLabel: "true"}}
-	var all, selected []client.Object
+	// floorURL is url (envtest's https://host:port/<path>) with floorHandler's path instead.
+	floorURL := func(url *string, path string) *string {
+		u := (*url)[:strings.LastIndex(*url, "/")] + path
+		return &u
+	}
+	var all, selected, floor []client.Object
 	for _, c := range wh.MutatingWebhooks {
 		all = append(all, &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: c.Name}, Webhooks: c.Webhooks})
 		s := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "selected-" + c.Name}, Webhooks: slices.Clone(c.Webhooks)}
+		f := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "floor-" + c.Name}, Webhooks: slices.Clone(c.Webhooks)}
 		for i := range s.Webhooks {
-			s.Webhooks[i].NamespaceSelector = selector
+			s.Webhooks[i].NamespaceSelector, f.Webhooks[i].NamespaceSelector = selector, selector
+			f.Webhooks[i].ClientConfig.URL = floorURL(c.Webhooks[i].ClientConfig.URL, floorMutatePath)
 		}
-		selected = append(selected, s)
+		selected, floor = append(selected, s), append(floor, f)
 	}
 	for _, c := range wh.ValidatingWebhooks {
 		all = append(all, &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: c.Name}, Webhooks: c.Webhooks})
 		s := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "selected-" + c.Name}, Webhooks: slices.Clone(c.Webhooks)}
+		f := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "floor-" + c.Name}, Webhooks: slices.Clone(c.Webhooks)}
 		for i := range s.Webhooks {
-			s.Webhooks[i].NamespaceSelector = selector
+			s.Webhooks[i].NamespaceSelector, f.Webhooks[i].NamespaceSelector = selector, selector
+			f.Webhooks[i].ClientConfig.URL = floorURL(c.Webhooks[i].ClientConfig.URL, floorValidatePath)
 		}
-		selected = append(selected, s)
+		selected, floor = append(selected, s), append(floor, f)
 	}
 	for _, set := range []struct {
 		objs    []client.Object
 		install bool
-	}{{all, reg == allWebhooks}, {selected, reg == selectedWebhooks}} {
+	}{{all, reg == allWebhooks}, {selected, reg == selectedWebhooks}, {floor, reg == floorWebhooks}} {
 		for _, o := range set.objs {
 			var err error
 			if set.install {
@@ -344,10 +398,14 @@ func (ab *admissionBench) register(ctx context.Context, reg registration) error 
 			}
 		}
 	}
-	want := map[string]bool{ab.nsOn: reg != noWebhooks, ab.nsOff: reg == allWebhooks}
+	// Where the webhooks act, a restore request is stamped and a bad schedule rejected; where
+	// the floor handler is registered, it is called (and does neither).
+	active := map[string]bool{ab.nsOn: reg == allWebhooks || reg == selectedWebhooks, ab.nsOff: reg == allWebhooks}
+	floorOn := map[string]bool{ab.nsOn: reg == floorWebhooks}
 	probe := fmt.Sprintf("c%d", slices.Max(benchClients))
 	return wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		for ns, active := range want {
+		for _, ns := range []string{ab.nsOn, ab.nsOff} {
+			calls := ab.floor.calls.Load()
 			p := newCluster(ns, probe, "ds")
 			if err := ab.operator.Patch(ctx, p, annotationsPatch(map[string]*string{kdcv1alpha1.AnnotationRestoreFrom: set(kdcv1alpha1.SnapshotKey(probe, time.Now()))}), client.DryRunAll); err != nil {
 				return false, err
@@ -358,7 +416,8 @@ func (ab *admissionBench) register(ctx context.Context, reg registration) error 
 			if err != nil && !apierrors.IsInvalid(err) {
 				return false, err
 			}
-			if stamped, rejected := p.Annotations[kdcv1alpha1.AnnotationRestoreState] != "", err != nil; stamped != active || rejected != active {
+			stamped, rejected, floorCalled := p.Annotations[kdcv1alpha1.AnnotationRestoreState] != "", err != nil, ab.floor.calls.Load() > calls
+			if stamped != active[ns] || rejected != active[ns] || floorCalled != floorOn[ns] {
 				return false, nil
 			}
 		}
