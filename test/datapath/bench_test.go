@@ -36,7 +36,7 @@ func newBenchEnv(b *testing.B) *env {
 	}
 }
 
-func etcdctl(b *testing.B, e *framework.EtcdServer, args ...string) (time.Duration, time.Duration) {
+func etcdctl(b testing.TB, e *framework.EtcdServer, args ...string) (time.Duration, time.Duration) {
 	b.Helper()
 	cmd := exec.Command(filepath.Join(framework.EtcdDir(framework.EtcdVersion), "etcdctl"), append([]string{
 		"--endpoints", e.ClientURL, "--cacert", e.Certs.CAFile, "--cert", e.Certs.ClientCert, "--key", e.Certs.ClientKey,
@@ -140,6 +140,9 @@ func BenchmarkRestore(b *testing.B) {
 				"--cacert", e.Certs.CAFile, "--cert", e.Certs.ClientCert, "--key", e.Certs.ClientKey}, en.s3Args()...)...)
 			if bk.code != 0 {
 				b.Fatalf("backup exited %d: %s", bk.code, bk.stderr)
+			}
+			if os.Getenv("KDC_BENCH_LOG") != "" {
+				b.Log(bk.stdout + bk.stderr)
 			}
 			key, _ := bk.term["key"].(string)
 			etcdutl := filepath.Join(framework.EtcdDir(framework.EtcdVersion), "etcdutl")
