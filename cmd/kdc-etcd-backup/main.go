@@ -25,14 +25,17 @@ import (
 type subcommand struct {
 	summary string
 	run     func(ctx context.Context, args []string) int
+	// smallHeap: the heap stays a few MiB whatever the snapshot's size, so the collector stays
+	// off after the package inits (collector).
+	smallHeap bool
 }
 
 var subcommands = map[string]subcommand{
-	"manager":  {"run the admission webhook and the controller", runManager},
-	"backup":   {"stream an etcd snapshot to S3 (the backup CronJob's Jobs)", runBackup},
-	"restore":  {"restore a snapshot into the etcd data directory (the restore Job)", runRestore},
-	"verify":   {"download a snapshot and check it, touching no data (restore pre-flight)", runVerify},
-	"rollback": {"swap the previous etcd data directory back after a failed restore", runRollback},
+	"manager":  {"run the admission webhook and the controller", runManager, false},
+	"backup":   {"stream an etcd snapshot to S3 (the backup CronJob's Jobs)", runBackup, false},
+	"restore":  {"restore a snapshot into the etcd data directory (the restore Job)", runRestore, true},
+	"verify":   {"download a snapshot and check it, touching no data (restore pre-flight)", runVerify, true},
+	"rollback": {"swap the previous etcd data directory back after a failed restore", runRollback, true},
 }
 
 func main() {
@@ -41,13 +44,13 @@ func main() {
 }
 
 // collector turns the garbage collector back on after the package inits (initgc), except for
-// the subcommands whose heap stays a few MiB whatever the snapshot's size: restore and verify
-// stream through four 1 MiB buffers into files and etcdutl (a 200 MB restore allocates 6 MiB in
-// all), rollback renames directories. For them a collection is work that frees nothing a Job
-// needs back, so the collector stays off with a soft memory limit of shortJobMemoryLimit as
-// the safety net (GOGC or GOMEMLIMIT in the environment take precedence).
+// the subcommands with a small heap: restore and verify stream through four 1 MiB buffers into
+// files and etcdutl (a 200 MB restore allocates 6 MiB in all), rollback renames directories. For
+// them a collection is work that frees nothing a Job needs back, so the collector stays off with
+// a soft memory limit of shortJobMemoryLimit as the safety net (GOGC or GOMEMLIMIT in the
+// environment take precedence).
 func collector(args []string) {
-	if len(args) > 0 && (args[0] == "restore" || args[0] == "verify" || args[0] == "rollback") {
+	if len(args) > 0 && subcommands[args[0]].smallHeap {
 		initgc.KeepOff(shortJobMemoryLimit)
 		return
 	}

@@ -2,12 +2,9 @@ package backup
 
 import (
 	. "github.com/onsi/gomega"
-	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
@@ -37,25 +34,9 @@ func setOBCPhase(ns string, phase obcv1alpha1.ObjectBucketClaimPhase) {
 	ExpectWithOffset(1, env.Client.Status().Update(ctx, obc)).To(Succeed())
 }
 
-// createEtcdStatefulSet creates DS-etcd with its governing Service name and a named client port.
+// createEtcdStatefulSet creates DS-etcd (framework.EtcdStatefulSet).
 func createEtcdStatefulSet(ns, ds string) {
-	labels := map[string]string{"app": ds + "-etcd"}
-	sts := &appsv1.StatefulSet{
-		ObjectMeta: metav1.ObjectMeta{Name: kdcv1alpha1.EtcdStatefulSetName(ds), Namespace: ns},
-		Spec: appsv1.StatefulSetSpec{
-			ServiceName: ds + "-etcd",
-			Replicas:    ptr.To[int32](1),
-			Selector:    &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: "etcd", Image: "etcd:3.5.21-0",
-					Ports: []corev1.ContainerPort{{Name: "client", ContainerPort: 2379}, {Name: "peer", ContainerPort: 2380}},
-				}}},
-			},
-		},
-	}
-	ExpectWithOffset(1, env.Client.Create(ctx, sts)).To(Succeed())
+	ExpectWithOffset(1, env.Client.Create(ctx, framework.EtcdStatefulSet(ns, ds))).To(Succeed())
 }
 
 // createCluster creates a KdcCluster named prod.

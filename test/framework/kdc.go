@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
@@ -29,4 +32,25 @@ func StoredCondition(ctx context.Context, cl client.Reader, c *kdcv1alpha1.KdcCl
 		return metav1.Condition{}, fmt.Errorf("no %s condition", condType)
 	}
 	return *cond, nil
+}
+
+// EtcdStatefulSet is datastore ds's etcd StatefulSet (DS-etcd) in namespace ns, as the backup
+// controller reads it: one replica, its governing Service name and named client and peer ports.
+func EtcdStatefulSet(ns, ds string) *appsv1.StatefulSet {
+	labels := map[string]string{"app": ds + "-etcd"}
+	return &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Name: kdcv1alpha1.EtcdStatefulSetName(ds), Namespace: ns},
+		Spec: appsv1.StatefulSetSpec{
+			ServiceName: ds + "-etcd",
+			Replicas:    ptr.To[int32](1),
+			Selector:    &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "etcd", Image: "etcd:3.5.21-0",
+					Ports: []corev1.ContainerPort{{Name: "client", ContainerPort: 2379}, {Name: "peer", ContainerPort: 2380}},
+				}}},
+			},
+		},
+	}
 }

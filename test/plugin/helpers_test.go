@@ -10,12 +10,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
@@ -103,22 +101,7 @@ func (f clusterFixture) create() *kdcv1alpha1.KdcCluster {
 
 // createEtcdStatefulSet creates DS-etcd, which the backup controller takes the endpoints from.
 func createEtcdStatefulSet(ns, ds string) {
-	labels := map[string]string{"app": ds + "-etcd"}
-	ExpectWithOffset(2, env.Client.Create(ctx, &appsv1.StatefulSet{
-		ObjectMeta: metav1.ObjectMeta{Name: kdcv1alpha1.EtcdStatefulSetName(ds), Namespace: ns},
-		Spec: appsv1.StatefulSetSpec{
-			ServiceName: ds + "-etcd",
-			Replicas:    ptr.To[int32](1),
-			Selector:    &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: "etcd", Image: "etcd:3.6",
-					Ports: []corev1.ContainerPort{{Name: "client", ContainerPort: 2379}},
-				}}},
-			},
-		},
-	})).To(Succeed())
+	ExpectWithOffset(2, env.Client.Create(ctx, framework.EtcdStatefulSet(ns, ds))).To(Succeed())
 }
 
 // backupReady is the cluster's BackupReady condition; it fails g when there is none.
