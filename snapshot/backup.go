@@ -301,8 +301,8 @@ func checkUploadChecksum(out *uploadResult, wholeHex string) error {
 }
 
 // connectEtcd returns a client bound to the first endpoint that answers Status, so the status
-// and the snapshot come from the same member.
-func connectEtcd(ctx context.Context, o BackupOptions) (*clientv3.Client, string, *clientv3.StatusResponse, error) {
+// and the snapshot come from the same member, over the same connection.
+func connectEtcd(ctx context.Context, o BackupOptions) (*clientv3.Client, string, *pb.StatusResponse, error) {
 	tlsInfo := transport.TLSInfo{CertFile: o.Cert, KeyFile: o.Key, TrustedCAFile: o.CACert}
 	tlsCfg, err := tlsInfo.ClientConfig()
 	if err != nil {
@@ -322,8 +322,11 @@ func connectEtcd(ctx context.Context, o BackupOptions) (*clientv3.Client, string
 			errs = append(errs, fmt.Sprintf("%s: %v", ep, err))
 			continue
 		}
+		// Status on the client's own connection, the one the snapshot streams over: clientv3's
+		// Maintenance.Status would dial the endpoint a second time (another TCP connection and
+		// TLS handshake before the snapshot can start) only to close it again.
 		sctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
-		st, err := cli.Status(sctx, ep)
+		st, err := pb.NewMaintenanceClient(cli.ActiveConnection()).Status(sctx, &pb.StatusRequest{})
 		cancel()
 		if err != nil {
 			cli.Close()
