@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/client/pkg/v3/types"
 	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
+	"go.etcd.io/etcd/server/v3/storage/backend"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
@@ -329,6 +330,11 @@ func etcdutlRestore(o RestoreOptions, snapPath, out string) error {
 		SkipHashCheck:       true, // download verified etcd's hash over exactly this file's bytes
 		RevisionBump:        o.BumpRevision,
 		MarkCompacted:       o.MarkCompacted,
+		// etcdutl's own default (its --initial-memory-map-size). Left at 0, each bbolt open maps
+		// the database at a size derived from the file and remaps it as the restore grows the
+		// file, populating every page again (MAP_POPULATE) each time: at 20 MB that cost more
+		// than the download (docs/benchmarks.md, data path).
+		InitialMmapSize: backend.InitialMmapSize,
 	})
 }
 
