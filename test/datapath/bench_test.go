@@ -78,7 +78,12 @@ func (m *cpuMeter) report(b *testing.B, what, ref string) {
 }
 
 // BenchmarkBackup compares `kdc-etcd-backup backup` (etcd -> MinIO, streamed) with
-// `etcdctl snapshot save` to a local file, in the same run, and reports our peak RSS.
+// `etcdctl snapshot save` to a local file, in the same run, and reports our peak RSS. Each
+// iteration also measures the floor (floorBackup): etcdctl while MinIO takes the same bytes at
+// the same moment. The three run in an order that rotates every iteration, so that none of them
+// always follows another's cleanup; besides the ratio of the means, the median of the
+// iterations' own ratios is reported (x-...-median), which a single disturbed iteration does not
+// move (docs/benchmarks.md). KDC_BENCH_FLOOR=0 leaves the floor out.
 //
 //	go test ./test/datapath/ -run '^$' -bench BenchmarkBackup -benchtime 3x
 func BenchmarkBackup(b *testing.B) {
@@ -86,38 +91,75 @@ func BenchmarkBackup(b *testing.B) {
 		b.Run(fmt.Sprintf("%dMB", mb), func(b *testing.B) {
 			en := newBenchEnv(b)
 			e := benchEtcd(b, mb)
-			var ours, theirs time.Duration
+			withFloor := os.Getenv("KDC_BENCH_FLOOR") != "0"
+			var floorData floorUpload
+			if withFloor {
+				file := filepath.Join(b.TempDir(), "floor-source.db")
+				etcdctl(b, e, "snapshot", "save", file)
+				data, err := os.ReadFile(file)
+				if err != nil {
+					b.Fatal(err)
+				}
+				os.Remove(file)
+				floorData = newFloorUpload(data, snapshot.DefaultPartSize)
+			}
+			var ours, theirs, floor time.Duration
+			var ratios, floorRatios, oursFloorRatios []float64
 			var rss int64
 			var size float64
 			cpu := cpuMeter{etcdPID: e.PID(), minioPID: en.minio.PID()}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				file := filepath.Join(b.TempDir(), "etcdctl.db")
-				cpu.during(b, &cpu.etcdTheirs, nil, func() {
-					d, c := etcdctl(b, e, "snapshot", "save", file)
-					theirs, cpu.theirs = theirs+d, cpu.theirs+c
-				})
-				os.Remove(file)
-				var r runResult
-				cpu.during(b, &cpu.etcdOurs, &cpu.minioOurs, func() {
-					r = en.run(b, append([]string{"backup", "--cluster", fmt.Sprintf("bench%d", i), "--endpoints", e.ClientURL,
-						"--cacert", e.Certs.CAFile, "--cert", e.Certs.ClientCert, "--key", e.Certs.ClientKey}, append(en.s3Args(), strings.Fields(os.Getenv("KDC_BENCH_BACKUP_ARGS"))...)...)...)
-				})
-				if r.code != 0 {
-					b.Fatalf("backup exited %d: %s", r.code, r.stderr)
+				var dOurs, dTheirs, dFloor time.Duration
+				runEtcdctl := func() {
+					file := filepath.Join(b.TempDir(), "etcdctl.db")
+					cpu.during(b, &cpu.etcdTheirs, nil, func() {
+						d, c := etcdctl(b, e, "snapshot", "save", file)
+						dTheirs, cpu.theirs = d, cpu.theirs+c
+					})
+					os.Remove(file)
 				}
-				if os.Getenv("KDC_BENCH_LOG") != "" {
-					b.Log(r.stdout + r.stderr)
+				runOurs := func() {
+					var r runResult
+					cpu.during(b, &cpu.etcdOurs, &cpu.minioOurs, func() {
+						r = en.run(b, append([]string{"backup", "--cluster", fmt.Sprintf("bench%d", i), "--endpoints", e.ClientURL,
+							"--cacert", e.Certs.CAFile, "--cert", e.Certs.ClientCert, "--key", e.Certs.ClientKey}, append(en.s3Args(), strings.Fields(os.Getenv("KDC_BENCH_BACKUP_ARGS"))...)...)...)
+					})
+					if r.code != 0 {
+						b.Fatalf("backup exited %d: %s", r.code, r.stderr)
+					}
+					if os.Getenv("KDC_BENCH_LOG") != "" {
+						b.Log(r.stdout + r.stderr)
+					}
+					dOurs = r.duration
+					cpu.ours += r.cpu
+					rss = max(rss, r.maxRSS)
+					size, _ = r.term["size"].(float64)
 				}
-				ours += r.duration
-				cpu.ours += r.cpu
-				rss = max(rss, r.maxRSS)
-				size, _ = r.term["size"].(float64)
+				runs := []func(){runEtcdctl, runOurs}
+				if withFloor {
+					runs = append(runs, func() { dFloor = floorBackup(b, e, en.s3, floorData, floorKey(i)) })
+				}
+				for k := range runs {
+					runs[(i+k)%len(runs)]()
+				}
+				ours, theirs, floor = ours+dOurs, theirs+dTheirs, floor+dFloor
+				ratios = append(ratios, dOurs.Seconds()/dTheirs.Seconds())
+				if withFloor {
+					floorRatios = append(floorRatios, dFloor.Seconds()/dTheirs.Seconds())
+					oursFloorRatios = append(oursFloorRatios, dOurs.Seconds()/dFloor.Seconds())
+				}
 			}
 			b.StopTimer()
 			b.ReportMetric(ours.Seconds()/float64(b.N), "s/backup")
 			b.ReportMetric(theirs.Seconds()/float64(b.N), "s/etcdctl")
 			b.ReportMetric(ours.Seconds()/theirs.Seconds(), "x-etcdctl")
+			b.ReportMetric(median(ratios), "x-etcdctl-median")
+			if withFloor {
+				b.ReportMetric(floor.Seconds()/float64(b.N), "s/floor")
+				b.ReportMetric(median(floorRatios), "x-floor-etcdctl-median")
+				b.ReportMetric(median(oursFloorRatios), "x-floor-median")
+			}
 			b.ReportMetric(float64(rss)/(1<<20), "MiB-maxrss")
 			b.ReportMetric(size/(1<<20), "MiB-snapshot")
 			cpu.report(b, "backup", "etcdctl")
@@ -147,37 +189,54 @@ func BenchmarkRestore(b *testing.B) {
 			key, _ := bk.term["key"].(string)
 			etcdutl := filepath.Join(framework.EtcdDir(framework.EtcdVersion), "etcdutl")
 			var ours, theirs time.Duration
+			var ratios []float64
 			var rss int64
 			cpu := cpuMeter{minioPID: en.minio.PID()}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				dir := b.TempDir()
-				start := time.Now()
-				cmd := exec.Command(etcdutl, "snapshot", "restore", local, "--data-dir", filepath.Join(dir, "etcdutl.etcd"),
-					"--bump-revision", "1000000000", "--mark-compacted")
-				if out, err := cmd.CombinedOutput(); err != nil {
-					b.Fatalf("etcdutl: %v: %s", err, out)
+				var dOurs, dTheirs time.Duration
+				runEtcdutl := func() {
+					start := time.Now()
+					cmd := exec.Command(etcdutl, "snapshot", "restore", local, "--data-dir", filepath.Join(dir, "etcdutl.etcd"),
+						"--bump-revision", "1000000000", "--mark-compacted")
+					if out, err := cmd.CombinedOutput(); err != nil {
+						b.Fatalf("etcdutl: %v: %s", err, out)
+					}
+					dTheirs = time.Since(start)
+					cpu.theirs += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+					os.RemoveAll(filepath.Join(dir, "etcdutl.etcd"))
 				}
-				theirs += time.Since(start)
-				cpu.theirs += cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-				os.RemoveAll(filepath.Join(dir, "etcdutl.etcd"))
-				m0 := procCPU(b, cpu.minioPID)
-				r := en.run(b, append([]string{"restore", "--key", key, "--data-dir", filepath.Join(dir, "default.etcd")}, en.s3Args()...)...)
-				cpu.minioOurs += procCPU(b, cpu.minioPID) - m0
-				if r.code != 0 {
-					b.Fatalf("restore exited %d: %s", r.code, r.stderr)
+				runOurs := func() {
+					m0 := procCPU(b, cpu.minioPID)
+					r := en.run(b, append([]string{"restore", "--key", key, "--data-dir", filepath.Join(dir, "default.etcd")}, en.s3Args()...)...)
+					cpu.minioOurs += procCPU(b, cpu.minioPID) - m0
+					if r.code != 0 {
+						b.Fatalf("restore exited %d: %s", r.code, r.stderr)
+					}
+					if os.Getenv("KDC_BENCH_LOG") != "" {
+						b.Log(r.stdout + r.stderr)
+					}
+					dOurs = r.duration
+					cpu.ours += r.cpu
+					rss = max(rss, r.maxRSS)
 				}
-				if os.Getenv("KDC_BENCH_LOG") != "" {
-					b.Log(r.stdout + r.stderr)
+				// The order alternates, so that neither always runs right after the other's cleanup.
+				if i%2 == 0 {
+					runEtcdutl()
+					runOurs()
+				} else {
+					runOurs()
+					runEtcdutl()
 				}
-				ours += r.duration
-				cpu.ours += r.cpu
-				rss = max(rss, r.maxRSS)
+				ours, theirs = ours+dOurs, theirs+dTheirs
+				ratios = append(ratios, dOurs.Seconds()/dTheirs.Seconds())
 			}
 			b.StopTimer()
 			b.ReportMetric(ours.Seconds()/float64(b.N), "s/restore")
 			b.ReportMetric(theirs.Seconds()/float64(b.N), "s/etcdutl")
 			b.ReportMetric(ours.Seconds()/theirs.Seconds(), "x-etcdutl")
+			b.ReportMetric(median(ratios), "x-etcdutl-median")
 			b.ReportMetric(float64(rss)/(1<<20), "MiB-maxrss")
 			cpu.report(b, "restore", "etcdutl")
 		})
