@@ -36,11 +36,30 @@ func newBenchEnv(b *testing.B) *env {
 	}
 }
 
-func etcdctl(b testing.TB, e *framework.EtcdServer, args ...string) (time.Duration, time.Duration) {
-	b.Helper()
-	cmd := exec.Command(filepath.Join(framework.EtcdDir(framework.EtcdVersion), "etcdctl"), append([]string{
+// etcdctlCmd is etcdctl of the tested etcd version with e's endpoint and client TLS files.
+func etcdctlCmd(e *framework.EtcdServer, args ...string) *exec.Cmd {
+	return exec.Command(filepath.Join(framework.EtcdDir(framework.EtcdVersion), "etcdctl"), append([]string{
 		"--endpoints", e.ClientURL, "--cacert", e.Certs.CAFile, "--cert", e.Certs.ClientCert, "--key", e.Certs.ClientKey,
 	}, args...)...)
+}
+
+// benchRun runs the binary, fails the benchmark if it did not succeed and, with KDC_BENCH_LOG
+// set, logs what it printed.
+func (en *env) benchRun(b *testing.B, args ...string) runResult {
+	b.Helper()
+	r := en.run(b, args...)
+	if r.code != 0 {
+		b.Fatalf("%s exited %d: %s", args[0], r.code, r.stderr)
+	}
+	if os.Getenv("KDC_BENCH_LOG") != "" {
+		b.Log(r.stdout + r.stderr)
+	}
+	return r
+}
+
+func etcdctl(b testing.TB, e *framework.EtcdServer, args ...string) (time.Duration, time.Duration) {
+	b.Helper()
+	cmd := etcdctlCmd(e, args...)
 	start := time.Now()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("etcdctl %v: %v: %s", args, err, out)
@@ -122,15 +141,9 @@ func BenchmarkBackup(b *testing.B) {
 				runOurs := func() {
 					var r runResult
 					cpu.during(b, &cpu.etcdOurs, &cpu.minioOurs, func() {
-						r = en.run(b, append([]string{"backup", "--cluster", fmt.Sprintf("bench%d", i), "--endpoints", e.ClientURL,
+						r = en.benchRun(b, append([]string{"backup", "--cluster", fmt.Sprintf("bench%d", i), "--endpoints", e.ClientURL,
 							"--cacert", e.Certs.CAFile, "--cert", e.Certs.ClientCert, "--key", e.Certs.ClientKey}, append(en.s3Args(), strings.Fields(os.Getenv("KDC_BENCH_BACKUP_ARGS"))...)...)...)
 					})
-					if r.code != 0 {
-						b.Fatalf("backup exited %d: %s", r.code, r.stderr)
-					}
-					if os.Getenv("KDC_BENCH_LOG") != "" {
-						b.Log(r.stdout + r.stderr)
-					}
 					dOurs = r.duration
 					cpu.ours += r.cpu
 					rss = max(rss, r.maxRSS)
@@ -178,14 +191,8 @@ func BenchmarkRestore(b *testing.B) {
 			e := benchEtcd(b, mb)
 			local := filepath.Join(b.TempDir(), "local.db")
 			_, _ = etcdctl(b, e, "snapshot", "save", local)
-			bk := en.run(b, append([]string{"backup", "--cluster", "bench", "--endpoints", e.ClientURL,
+			bk := en.benchRun(b, append([]string{"backup", "--cluster", "bench", "--endpoints", e.ClientURL,
 				"--cacert", e.Certs.CAFile, "--cert", e.Certs.ClientCert, "--key", e.Certs.ClientKey}, en.s3Args()...)...)
-			if bk.code != 0 {
-				b.Fatalf("backup exited %d: %s", bk.code, bk.stderr)
-			}
-			if os.Getenv("KDC_BENCH_LOG") != "" {
-				b.Log(bk.stdout + bk.stderr)
-			}
 			key, _ := bk.term["key"].(string)
 			etcdutl := filepath.Join(framework.EtcdDir(framework.EtcdVersion), "etcdutl")
 			var ours, theirs time.Duration
@@ -209,14 +216,8 @@ func BenchmarkRestore(b *testing.B) {
 				}
 				runOurs := func() {
 					m0 := procCPU(b, cpu.minioPID)
-					r := en.run(b, append([]string{"restore", "--key", key, "--data-dir", filepath.Join(dir, "default.etcd")}, en.s3Args()...)...)
+					r := en.benchRun(b, append([]string{"restore", "--key", key, "--data-dir", filepath.Join(dir, "default.etcd")}, en.s3Args()...)...)
 					cpu.minioOurs += procCPU(b, cpu.minioPID) - m0
-					if r.code != 0 {
-						b.Fatalf("restore exited %d: %s", r.code, r.stderr)
-					}
-					if os.Getenv("KDC_BENCH_LOG") != "" {
-						b.Log(r.stdout + r.stderr)
-					}
 					dOurs = r.duration
 					cpu.ours += r.cpu
 					rss = max(rss, r.maxRSS)

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -102,9 +101,7 @@ func (f floorUpload) upload(ctx context.Context, c *s3.Client, key string, concu
 func floorBackup(b *testing.B, e *framework.EtcdServer, c *s3.Client, f floorUpload, key string) time.Duration {
 	b.Helper()
 	file := filepath.Join(b.TempDir(), "floor.db")
-	cmd := exec.Command(filepath.Join(framework.EtcdDir(framework.EtcdVersion), "etcdctl"),
-		"--endpoints", e.ClientURL, "--cacert", e.Certs.CAFile, "--cert", e.Certs.ClientCert, "--key", e.Certs.ClientKey,
-		"snapshot", "save", file)
+	cmd := etcdctlCmd(e, "snapshot", "save", file)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
@@ -130,11 +127,11 @@ func median(xs []float64) float64 {
 		return 0
 	}
 	slices.Sort(xs)
-	if n := len(xs); n%2 == 1 {
+	n := len(xs)
+	if n%2 == 1 {
 		return xs[n/2]
-	} else {
-		return (xs[n/2-1] + xs[n/2]) / 2
 	}
+	return (xs[n/2-1] + xs[n/2]) / 2
 }
 
 // floorKey names the floor's objects apart from the backups'.
