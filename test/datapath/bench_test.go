@@ -221,6 +221,7 @@ func BenchmarkRestore(b *testing.B) {
 					dOurs = r.duration
 					cpu.ours += r.cpu
 					rss = max(rss, r.maxRSS)
+					os.RemoveAll(filepath.Join(dir, "default.etcd"))
 				}
 				// The order alternates, so that neither always runs right after the other's cleanup.
 				if i%2 == 0 {
