@@ -183,16 +183,26 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 	log.Info("Downloaded and verified snapshot", "size", info.Size, "sha256", sum, "s3Checksum", res.S3Checksum, "seconds", time.Since(start).Seconds())
 
 	// 2. etcdutl snapshot restore. Its own hash check would read the file a third time for the
-	// check download just made over exactly these bytes (see etcdutlRestore).
+	// check download just made over exactly these bytes (see etcdutlRestore). What etcdutl has
+	// copied of the download is freed as it goes (releaseCopied).
 	restored := filepath.Join(staging, "data")
-	if err := etcdutlRestore(o, snapPath, restored); err != nil {
+	src, err := os.OpenFile(snapPath, os.O_RDWR, 0)
+	if err != nil {
+		return res, localIOError("open", snapPath, err)
+	}
+	stopRelease := releaseCopied(src, info.Size, filepath.Join(restored, "member", "snap", "db"))
+	err = etcdutlRestore(o, snapPath, restored)
+	stopRelease()
+	src.Close()
+	if err != nil {
 		if isDiskFull(err) {
 			return res, localIOError("restore the snapshot into", restored, err)
 		}
 		return res, errorf(ExitIntegrity, "etcdutl could not restore s3://%s/%s: %w; the object is not a usable etcd snapshot, restore another one (the data directory is unchanged)", o.Location.Bucket, res.ObjectKey, err)
 	}
-	// etcdutl has its own copy now. Removing the download (its blocks and page cache: ~10 ms
-	// for 200 MB) overlaps the steps up to the swap, which waits for it.
+	// etcdutl has its own copy now. Removing what is left of the download (all of it where
+	// releaseCopied could not punch holes: ~10 ms for 200 MB) overlaps the steps up to the swap,
+	// which waits for it.
 	snapRemoved := removeInBackground(snapPath)
 	defer snapRemoved() // before the staging directory's removal (defers run last first)
 	if target, _ := parseTargetVersion(o.TargetVersion); target != nil {
