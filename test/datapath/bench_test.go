@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,6 +10,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"kube-dc.com/etcd-backup/snapshot"
 	"kube-dc.com/etcd-backup/test/framework"
@@ -33,6 +37,22 @@ func newBenchEnv(b *testing.B) *env {
 		loc:   snapshot.S3Location{Endpoint: m.Endpoint, Bucket: bucket},
 		cred:  snapshot.Credentials{AccessKeyID: m.AccessKey, SecretAccessKey: m.SecretKey},
 		s3:    m.S3Client(),
+	}
+}
+
+// etcdutlRestoreCmd is `etcdutl snapshot restore` of the tested etcd version, with the restore's
+// default revision bump.
+func etcdutlRestoreCmd(snapshotFile, dataDir string) *exec.Cmd {
+	return exec.Command(filepath.Join(framework.EtcdDir(framework.EtcdVersion), "etcdutl"), "snapshot", "restore", snapshotFile,
+		"--data-dir", dataDir, "--bump-revision", "1000000000", "--mark-compacted")
+}
+
+// deleteObject removes an object a benchmark run uploaded, as the reference run's local file is
+// removed: neither side's output stays in the page cache for the next run to find memory behind.
+func (en *env) deleteObject(b *testing.B, key string) {
+	b.Helper()
+	if _, err := en.s3.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)}); err != nil {
+		b.Fatalf("failed to delete %s: %v", key, err)
 	}
 }
 
@@ -141,17 +161,22 @@ func BenchmarkBackup(b *testing.B) {
 				runOurs := func() {
 					var r runResult
 					cpu.during(b, &cpu.etcdOurs, &cpu.minioOurs, func() {
-						r = en.benchRun(b, append([]string{"backup", "--cluster", fmt.Sprintf("bench%d", i), "--endpoints", e.ClientURL,
+						r = en.benchRun(b, append([]string{"backup", "--cluster", "bench", "--endpoints", e.ClientURL,
 							"--cacert", e.Certs.CAFile, "--cert", e.Certs.ClientCert, "--key", e.Certs.ClientKey}, append(en.s3Args(), strings.Fields(os.Getenv("KDC_BENCH_BACKUP_ARGS"))...)...)...)
 					})
 					dOurs = r.duration
 					cpu.ours += r.cpu
 					rss = max(rss, r.maxRSS)
 					size, _ = r.term["size"].(float64)
+					key, _ := r.term["objectKey"].(string)
+					en.deleteObject(b, key)
 				}
 				runs := []func(){runEtcdctl, runOurs}
 				if withFloor {
-					runs = append(runs, func() { dFloor = floorBackup(b, e, en.s3, floorData, floorKey(i)) })
+					runs = append(runs, func() {
+						dFloor = floorBackup(b, e, en.s3, floorData, floorKey)
+						en.deleteObject(b, floorKey)
+					})
 				}
 				for k := range runs {
 					runs[(i+k)%len(runs)]()
@@ -182,6 +207,9 @@ func BenchmarkBackup(b *testing.B) {
 
 // BenchmarkRestore compares `kdc-etcd-backup restore` (MinIO -> verified download -> etcdutl
 // library -> fsync -> swap) with `etcdutl snapshot restore` from a local file, in the same run.
+// Each iteration also measures the floor (floorRestore): etcdutl while MinIO serves the same
+// object at the same moment. The runs rotate their order every iteration; KDC_BENCH_FLOOR=0
+// leaves the floor out.
 //
 //	go test ./test/datapath/ -run '^$' -bench BenchmarkRestore -benchtime 3x
 func BenchmarkRestore(b *testing.B) {
@@ -194,19 +222,19 @@ func BenchmarkRestore(b *testing.B) {
 			bk := en.benchRun(b, append([]string{"backup", "--cluster", "bench", "--endpoints", e.ClientURL,
 				"--cacert", e.Certs.CAFile, "--cert", e.Certs.ClientCert, "--key", e.Certs.ClientKey}, en.s3Args()...)...)
 			key, _ := bk.term["key"].(string)
-			etcdutl := filepath.Join(framework.EtcdDir(framework.EtcdVersion), "etcdutl")
-			var ours, theirs time.Duration
-			var ratios []float64
+			objectKey, _ := bk.term["objectKey"].(string)
+			withFloor := os.Getenv("KDC_BENCH_FLOOR") != "0"
+			var ours, theirs, floor time.Duration
+			var ratios, floorRatios, oursFloorRatios []float64
 			var rss int64
 			cpu := cpuMeter{minioPID: en.minio.PID()}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				dir := b.TempDir()
-				var dOurs, dTheirs time.Duration
+				var dOurs, dTheirs, dFloor time.Duration
 				runEtcdutl := func() {
 					start := time.Now()
-					cmd := exec.Command(etcdutl, "snapshot", "restore", local, "--data-dir", filepath.Join(dir, "etcdutl.etcd"),
-						"--bump-revision", "1000000000", "--mark-compacted")
+					cmd := etcdutlRestoreCmd(local, filepath.Join(dir, "etcdutl.etcd"))
 					if out, err := cmd.CombinedOutput(); err != nil {
 						b.Fatalf("etcdutl: %v: %s", err, out)
 					}
@@ -223,22 +251,34 @@ func BenchmarkRestore(b *testing.B) {
 					rss = max(rss, r.maxRSS)
 					os.RemoveAll(filepath.Join(dir, "default.etcd"))
 				}
-				// The order alternates, so that neither always runs right after the other's cleanup.
-				if i%2 == 0 {
-					runEtcdutl()
-					runOurs()
-				} else {
-					runOurs()
-					runEtcdutl()
+				runs := []func(){runEtcdutl, runOurs}
+				if withFloor {
+					runs = append(runs, func() {
+						dFloor = floorRestore(b, en.s3, objectKey, etcdutlRestoreCmd(local, filepath.Join(dir, "floor.etcd")))
+						os.RemoveAll(filepath.Join(dir, "floor.etcd"))
+					})
 				}
-				ours, theirs = ours+dOurs, theirs+dTheirs
+				// The order rotates, so that none always runs right after another's cleanup.
+				for k := range runs {
+					runs[(i+k)%len(runs)]()
+				}
+				ours, theirs, floor = ours+dOurs, theirs+dTheirs, floor+dFloor
 				ratios = append(ratios, dOurs.Seconds()/dTheirs.Seconds())
+				if withFloor {
+					floorRatios = append(floorRatios, dFloor.Seconds()/dTheirs.Seconds())
+					oursFloorRatios = append(oursFloorRatios, dOurs.Seconds()/dFloor.Seconds())
+				}
 			}
 			b.StopTimer()
 			b.ReportMetric(ours.Seconds()/float64(b.N), "s/restore")
 			b.ReportMetric(theirs.Seconds()/float64(b.N), "s/etcdutl")
 			b.ReportMetric(ours.Seconds()/theirs.Seconds(), "x-etcdutl")
 			b.ReportMetric(median(ratios), "x-etcdutl-median")
+			if withFloor {
+				b.ReportMetric(floor.Seconds()/float64(b.N), "s/floor")
+				b.ReportMetric(median(floorRatios), "x-floor-etcdutl-median")
+				b.ReportMetric(median(oursFloorRatios), "x-floor-median")
+			}
 			b.ReportMetric(float64(rss)/(1<<20), "MiB-maxrss")
 			cpu.report(b, "restore", "etcdutl")
 		})
