@@ -22,15 +22,7 @@ func TestReleaseCopied(t *testing.T) {
 	for i := range want {
 		want[i] = byte(i%251) + 1 // no zero bytes: a hole reads as zeros
 	}
-	srcPath := filepath.Join(dir, "snapshot.db")
-	if err := os.WriteFile(srcPath, want, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.OpenFile(srcPath, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	srcPath, src := writeDownload(t, dir, want)
 	if !punchesSafely(src) {
 		t.Skipf("the test directory %s is not on ext4, xfs, btrfs or tmpfs; releaseCopied keeps the download whole there", dir)
 	}
@@ -92,15 +84,7 @@ func TestReleaseCopied(t *testing.T) {
 func TestReleaseCopiedStops(t *testing.T) {
 	dir := t.TempDir()
 	want := bytes.Repeat([]byte{7}, 2*releaseChunk)
-	srcPath := filepath.Join(dir, "snapshot.db")
-	if err := os.WriteFile(srcPath, want, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	src, err := os.OpenFile(srcPath, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	srcPath, src := writeDownload(t, dir, want)
 	stop := releaseCopied(src, int64(len(want)), filepath.Join(dir, "never", "db"))
 	stop()
 	stop() // a second call returns too
@@ -111,6 +95,21 @@ func TestReleaseCopiedStops(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatal("the source changed although nothing was copied")
 	}
+}
+
+// writeDownload writes data as dir/snapshot.db and opens it for releaseCopied.
+func writeDownload(t *testing.T, dir string, data []byte) (string, *os.File) {
+	t.Helper()
+	path := filepath.Join(dir, "snapshot.db")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return path, f
 }
 
 // zeroPrefix is how many bytes at the start of the file at path read as zeros, in whole chunks.
