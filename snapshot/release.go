@@ -24,7 +24,12 @@ func punchesSafely(f *os.File) bool {
 	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
 		return false
 	}
-	switch st.Type {
+	return punchableFS(st.Type)
+}
+
+// punchableFS reports whether a filesystem of statfs type t is one punchesSafely accepts.
+func punchableFS(t int64) bool {
+	switch t {
 	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC, unix.TMPFS_MAGIC:
 		return true
 	}

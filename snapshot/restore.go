@@ -16,6 +16,7 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/types"
 	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.etcd.io/etcd/server/v3/storage/backend"
+	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
@@ -130,6 +131,49 @@ func (o *RestoreOptions) validate() error {
 // DataDir.previous (one generation). Any failure before the swap leaves DataDir and its previous
 // generation exactly as they were. etcd must be stopped.
 func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
+	res, err := restore(ctx, o)
+	if CodeOf(err) == ExitDiskFull && res != nil && res.Size > 0 {
+		err = errorf(ExitDiskFull, "%w; %s", err, restoreSpaceHint(filepath.Dir(res.DataDir), res.Size))
+	}
+	return res, err
+}
+
+// restoreSpaceHint says how much free space a restore of a snapshot of size bytes needs next to
+// the data directory, and how much parent's volume has (after the failed restore cleaned up).
+func restoreSpaceHint(parent string, size int64) string {
+	var st unix.Statfs_t
+	if err := unix.Statfs(parent, &st); err != nil {
+		return fmt.Sprintf("a restore of this snapshot needs about %s free", mib(restoreSpaceNeeded(size, false)))
+	}
+	free := int64(st.Bavail) * st.Bsize
+	punches := punchableFS(st.Type)
+	copies := "once (the download is freed as etcdutl copies it)"
+	if !punches {
+		copies = "twice (the download and etcdutl's copy)"
+	}
+	return fmt.Sprintf("a restore of this snapshot needs about %s free next to the data directory, besides the data directory and its previous generation: the snapshot's %s %s and %s of etcd's preallocated WAL segments; %s is free",
+		mib(restoreSpaceNeeded(size, punches)), mib(size), copies, mib(restoreWALSpace), mib(free))
+}
+
+// restoreWALSpace is what etcdutl's new WAL takes: its first segment and the next one, both
+// preallocated.
+var restoreWALSpace = 2 * int64(wal.SegmentSizeBytes)
+
+// restoreSpaceNeeded is the free space a restore of a snapshot of size bytes needs: the
+// snapshot once where the download is freed behind etcdutl's copy (plus the chunks in flight),
+// twice where it is not, and the WAL.
+func restoreSpaceNeeded(size int64, punches bool) int64 {
+	if punches {
+		return size + 2*releaseChunk + restoreWALSpace
+	}
+	return 2*size + restoreWALSpace
+}
+
+// mib formats n bytes in MiB.
+func mib(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
+
+// restore is Restore without the space hint of a full volume.
+func restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 	start := time.Now()
 	o.defaults()
 	if err := o.validate(); err != nil {

@@ -3,10 +3,12 @@ package datapath
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -382,6 +384,11 @@ func TestDiskFull(t *testing.T) {
 	_, err = snapshot.Restore(ctx, en.restoreOptions(t, res.Key, dataDir, 2380))
 	if diff := cmp.Diff(snapshot.ExitDiskFull, snapshot.CodeOf(err)); diff != "" {
 		t.Errorf("exit code mismatch (-want +got):\n%s (err %v)", diff, err)
+	}
+	// The message says how much space the restore needs (the ~6 MiB snapshot once, etcd's WAL)
+	// and how much the volume has.
+	if msg := fmt.Sprint(err); !regexp.MustCompile(`needs about 1[23][0-9] MiB free next to the data directory.*: the snapshot's 6 MiB once .* and 122 MiB of etcd's preallocated WAL segments; [0-8] MiB is free$`).MatchString(msg) {
+		t.Errorf("the disk-full message does not say how much space the restore needs and has: %s", msg)
 	}
 	if diff := cmp.Diff(before, digest()); diff != "" {
 		t.Errorf("data directory changed by a failed restore (-want +got):\n%s", diff)
