@@ -116,6 +116,45 @@ func (m *cpuMeter) report(b *testing.B, what, ref string) {
 	}
 }
 
+// benchTimes are the times of the iterations of a benchmark: ours, the reference tool's and the
+// floor's (zero when the floor is not measured).
+type benchTimes struct {
+	ours, theirs, floor                  time.Duration
+	ratios, floorRatios, oursFloorRatios []float64
+}
+
+func (t *benchTimes) add(ours, theirs, floor time.Duration) {
+	t.ours, t.theirs, t.floor = t.ours+ours, t.theirs+theirs, t.floor+floor
+	t.ratios = append(t.ratios, ours.Seconds()/theirs.Seconds())
+	if floor > 0 {
+		t.floorRatios = append(t.floorRatios, floor.Seconds()/theirs.Seconds())
+		t.oursFloorRatios = append(t.oursFloorRatios, ours.Seconds()/floor.Seconds())
+	}
+}
+
+// report reports the mean times (s/what, s/ref, s/floor), the ratio of the means (x-ref) and the
+// medians of the iterations' own ratios (x-ref-median, x-floor-ref-median, x-floor-median).
+func (t *benchTimes) report(b *testing.B, what, ref string) {
+	n := float64(b.N)
+	b.ReportMetric(t.ours.Seconds()/n, "s/"+what)
+	b.ReportMetric(t.theirs.Seconds()/n, "s/"+ref)
+	b.ReportMetric(t.ours.Seconds()/t.theirs.Seconds(), "x-"+ref)
+	b.ReportMetric(median(t.ratios), "x-"+ref+"-median")
+	if len(t.floorRatios) > 0 {
+		b.ReportMetric(t.floor.Seconds()/n, "s/floor")
+		b.ReportMetric(median(t.floorRatios), "x-floor-"+ref+"-median")
+		b.ReportMetric(median(t.oursFloorRatios), "x-floor-median")
+	}
+}
+
+// runRotated runs iteration i's runs in an order that rotates every iteration, so that none
+// always runs right after another's cleanup.
+func runRotated(i int, runs []func()) {
+	for k := range runs {
+		runs[(i+k)%len(runs)]()
+	}
+}
+
 // BenchmarkBackup compares `kdc-etcd-backup backup` (etcd -> MinIO, streamed) with
 // `etcdctl snapshot save` to a local file, in the same run, and reports our peak RSS. Each
 // iteration also measures the floor (floorBackup): etcdctl while MinIO takes the same bytes at
@@ -142,8 +181,7 @@ func BenchmarkBackup(b *testing.B) {
 				os.Remove(file)
 				floorData = newFloorUpload(data, snapshot.DefaultPartSize)
 			}
-			var ours, theirs, floor time.Duration
-			var ratios, floorRatios, oursFloorRatios []float64
+			var times benchTimes
 			var rss int64
 			var size float64
 			cpu := cpuMeter{etcdPID: e.PID(), minioPID: en.minio.PID()}
@@ -178,26 +216,11 @@ func BenchmarkBackup(b *testing.B) {
 						en.deleteObject(b, floorKey)
 					})
 				}
-				for k := range runs {
-					runs[(i+k)%len(runs)]()
-				}
-				ours, theirs, floor = ours+dOurs, theirs+dTheirs, floor+dFloor
-				ratios = append(ratios, dOurs.Seconds()/dTheirs.Seconds())
-				if withFloor {
-					floorRatios = append(floorRatios, dFloor.Seconds()/dTheirs.Seconds())
-					oursFloorRatios = append(oursFloorRatios, dOurs.Seconds()/dFloor.Seconds())
-				}
+				runRotated(i, runs)
+				times.add(dOurs, dTheirs, dFloor)
 			}
 			b.StopTimer()
-			b.ReportMetric(ours.Seconds()/float64(b.N), "s/backup")
-			b.ReportMetric(theirs.Seconds()/float64(b.N), "s/etcdctl")
-			b.ReportMetric(ours.Seconds()/theirs.Seconds(), "x-etcdctl")
-			b.ReportMetric(median(ratios), "x-etcdctl-median")
-			if withFloor {
-				b.ReportMetric(floor.Seconds()/float64(b.N), "s/floor")
-				b.ReportMetric(median(floorRatios), "x-floor-etcdctl-median")
-				b.ReportMetric(median(oursFloorRatios), "x-floor-median")
-			}
+			times.report(b, "backup", "etcdctl")
 			b.ReportMetric(float64(rss)/(1<<20), "MiB-maxrss")
 			b.ReportMetric(size/(1<<20), "MiB-snapshot")
 			cpu.report(b, "backup", "etcdctl")
@@ -224,8 +247,7 @@ func BenchmarkRestore(b *testing.B) {
 			key, _ := bk.term["key"].(string)
 			objectKey, _ := bk.term["objectKey"].(string)
 			withFloor := os.Getenv("KDC_BENCH_FLOOR") != "0"
-			var ours, theirs, floor time.Duration
-			var ratios, floorRatios, oursFloorRatios []float64
+			var times benchTimes
 			var rss int64
 			cpu := cpuMeter{minioPID: en.minio.PID()}
 			b.ResetTimer()
@@ -258,27 +280,11 @@ func BenchmarkRestore(b *testing.B) {
 						os.RemoveAll(filepath.Join(dir, "floor.etcd"))
 					})
 				}
-				// The order rotates, so that none always runs right after another's cleanup.
-				for k := range runs {
-					runs[(i+k)%len(runs)]()
-				}
-				ours, theirs, floor = ours+dOurs, theirs+dTheirs, floor+dFloor
-				ratios = append(ratios, dOurs.Seconds()/dTheirs.Seconds())
-				if withFloor {
-					floorRatios = append(floorRatios, dFloor.Seconds()/dTheirs.Seconds())
-					oursFloorRatios = append(oursFloorRatios, dOurs.Seconds()/dFloor.Seconds())
-				}
+				runRotated(i, runs)
+				times.add(dOurs, dTheirs, dFloor)
 			}
 			b.StopTimer()
-			b.ReportMetric(ours.Seconds()/float64(b.N), "s/restore")
-			b.ReportMetric(theirs.Seconds()/float64(b.N), "s/etcdutl")
-			b.ReportMetric(ours.Seconds()/theirs.Seconds(), "x-etcdutl")
-			b.ReportMetric(median(ratios), "x-etcdutl-median")
-			if withFloor {
-				b.ReportMetric(floor.Seconds()/float64(b.N), "s/floor")
-				b.ReportMetric(median(floorRatios), "x-floor-etcdutl-median")
-				b.ReportMetric(median(oursFloorRatios), "x-floor-median")
-			}
+			times.report(b, "restore", "etcdutl")
 			b.ReportMetric(float64(rss)/(1<<20), "MiB-maxrss")
 			cpu.report(b, "restore", "etcdutl")
 		})
