@@ -188,6 +188,18 @@ func RestoreJobFailureDetail(job *batchv1.Job, pods []corev1.Pod) string {
 	return restoreJobFailureDetail(job, mine)
 }
 
+// RestoreJobRevision reads how a succeeded restore Job moved etcd's revision from its pods'
+// termination messages (only the pods it controls count).
+func RestoreJobRevision(job *batchv1.Job, pods []corev1.Pod) (kdcv1alpha1.RestoreRevision, bool) {
+	var mine []corev1.Pod
+	for _, p := range pods {
+		if metav1.IsControlledBy(&p, job) {
+			mine = append(mine, p)
+		}
+	}
+	return restoreJobRevision(mine)
+}
+
 // Replicas is a replica count, a nil one defaulting to 1 like the API server.
 func Replicas(p *int32) int32 { return restoreReplicas(p) }
 

@@ -327,6 +327,24 @@ func restoreJobFailureDetail(job *batchv1.Job, pods []corev1.Pod) string {
 	return fmt.Sprintf("Job %s/%s failed", job.Namespace, job.Name)
 }
 
+// restoreJobRevision reads how the restore Job moved etcd's revision from the termination
+// message of its succeeded pod.
+func restoreJobRevision(pods []corev1.Pod) (kdcv1alpha1.RestoreRevision, bool) {
+	for _, p := range pods {
+		for _, cs := range p.Status.ContainerStatuses {
+			t := cs.State.Terminated
+			if cs.Name != restoreContainerName || t == nil || t.ExitCode != 0 {
+				continue
+			}
+			var rev kdcv1alpha1.RestoreRevision
+			if err := json.Unmarshal([]byte(strings.TrimSpace(t.Message)), &rev); err == nil && rev.RestoredRevision > 0 {
+				return rev, true
+			}
+		}
+	}
+	return kdcv1alpha1.RestoreRevision{}, false
+}
+
 // restoreJobCondition returns the Job's condition of type t when it is True.
 func restoreJobCondition(job *batchv1.Job, t batchv1.JobConditionType) *batchv1.JobCondition {
 	for i := range job.Status.Conditions {

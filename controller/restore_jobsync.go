@@ -95,10 +95,19 @@ func restoreJobEventReason(kind restoreJobKind) string {
 // jobFailureDetail reads a failed Job's pods (uncached: their status is not in the metadata
 // cache) and explains the failure.
 func (r *RestoreReconciler) jobFailureDetail(ctx context.Context, job *batchv1.Job) string {
+	pods, err := r.jobPods(ctx, job)
+	if err != nil {
+		return restoreJobFailureDetail(job, nil) + " (pods unreadable: " + err.Error() + ")"
+	}
+	return restoreJobFailureDetail(job, pods)
+}
+
+// jobPods reads the pods the Job controls, uncached (their status is not in the metadata cache).
+func (r *RestoreReconciler) jobPods(ctx context.Context, job *batchv1.Job) ([]corev1.Pod, error) {
 	var pods corev1.PodList
 	if err := r.APIReader.List(ctx, &pods, client.InNamespace(job.Namespace),
 		client.MatchingLabels{batchv1.JobNameLabel: job.Name}); err != nil {
-		return restoreJobFailureDetail(job, nil) + " (pods unreadable: " + err.Error() + ")"
+		return nil, fmt.Errorf("failed to list the pods of Job %s: %w", klog.KObj(job), err)
 	}
 	var mine []corev1.Pod
 	for _, p := range pods.Items {
@@ -106,7 +115,7 @@ func (r *RestoreReconciler) jobFailureDetail(ctx context.Context, job *batchv1.J
 			mine = append(mine, p)
 		}
 	}
-	return restoreJobFailureDetail(job, mine)
+	return mine, nil
 }
 
 // deleteRestoreJob deletes a Job of the restore by name, ignoring NotFound.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -14,6 +15,9 @@ import (
 // restoreTrue is the value of the boolean restore annotations.
 const restoreTrue = "true"
 
+// restoreRevisionEventReason is the Event that tells how the restore moved etcd's revision.
+const restoreRevisionEventReason = "RevisionBumped"
+
 // reconcileRestoring is the RestoringSnapshot step:
 //
 //  1. ensure the restore Job C-etcd-restore of this attempt (member name, peer URLs, cluster
@@ -22,7 +26,8 @@ const restoreTrue = "true"
 //  2. a recorded Job that disappeared before reporting fails the restore (RestoreJobFailed; the
 //     swap may or may not have happened, the message says so);
 //  3. the Job failed: RestoreJobFailed (the tool never swaps on failure: the old data is intact);
-//  4. the Job succeeded: record restore-swapped and enter StartingEtcd;
+//  4. the Job succeeded: record restore-swapped and the revision it reported (restore-revision)
+//     and enter StartingEtcd;
 //  5. otherwise wait; RestoreJobFailed at the deadline (the recovery stops the Job first).
 func (r *RestoreReconciler) reconcileRestoring(ctx context.Context, s *restoreScope) (stepResult, error) {
 	_, sts, err := r.workloads(ctx, s.cluster)
@@ -58,7 +63,21 @@ func (r *RestoreReconciler) reconcileRestoring(ctx context.Context, s *restoreSc
 	}
 	switch state {
 	case restoreJobSucceeded:
-		return r.enter(ctx, s, kdcv1alpha1.PhaseStartingEtcd, map[string]string{kdcv1alpha1.AnnotationRestoreSwapped: restoreTrue})
+		extra := map[string]string{kdcv1alpha1.AnnotationRestoreSwapped: restoreTrue}
+		pods, err := r.jobPods(ctx, job)
+		if err != nil {
+			return stepResult{}, err
+		}
+		rev, ok := restoreJobRevision(pods)
+		if ok {
+			extra[kdcv1alpha1.AnnotationRestoreRevision] = rev.String()
+		}
+		res, err := r.enter(ctx, s, kdcv1alpha1.PhaseStartingEtcd, extra)
+		if err == nil && ok {
+			s.log.Info("Restored revision", "revision", rev.Revision, "revisionBefore", rev.RevisionBefore, "bumpRevision", rev.BumpRevision, "restoredRevision", rev.RestoredRevision)
+			r.event(s, corev1.EventTypeNormal, restoreRevisionEventReason, "Restore from %q: %s", s.key(), rev.Describe())
+		}
+		return res, err
 	case restoreJobFailedState:
 		return stepResult{advanced: true}, r.fail(ctx, s, kdcv1alpha1.ReasonRestoreJobFailed, r.jobFailureDetail(ctx, job))
 	}

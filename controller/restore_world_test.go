@@ -388,6 +388,9 @@ func (w *restoreWorld) step() bool {
 		must(c.Create(ctx, pod))
 		phase := corev1.PodSucceeded
 		msg := `{"key":"` + tKey + `"}`
+		if j.Name == kdcv1alpha1.RestoreJobName(tCluster) {
+			msg = `{"key":"` + tKey + `","revision":239,"revisionBefore":2000000241,"bumpRevision":3000000002,"restoredRevision":3000000241}`
+		}
 		if code != 0 {
 			phase = corev1.PodFailed
 			msg = fmt.Sprintf(`{"error":"scripted failure of %s","reason":"Integrity","exitCode":%d}`, j.Name, code)

@@ -379,6 +379,11 @@ func (m *manualRun) restoreSnapshot(ctx context.Context) error {
 	}
 	m.swapped = true
 	m.logf("Snapshot restored into %s (the previous data is kept beside it)", kdcv1alpha1.EtcdDataPVCName(m.c.DataStore()))
+	if _, job, pods, err := m.jobOutcome(ctx, job); err != nil {
+		m.warnf("cannot read the restore Job's result: %v", err)
+	} else if rev, ok := controller.RestoreJobRevision(job, pods); ok {
+		m.logf("Restored %s", rev.Describe())
+	}
 	return nil
 }
 

@@ -206,6 +206,7 @@ type restoreProgress struct {
 	phase     kdcv1alpha1.RestorePhase
 	since     time.Time
 	failure   string
+	revision  string
 	durations []phaseDuration
 }
 
@@ -228,6 +229,12 @@ func (p *restoreProgress) observe(c *kdcv1alpha1.KdcCluster, now time.Time) (lin
 	}
 	if phase != "" && phase != p.phase {
 		lines = append(lines, p.enter(phase, now))
+	}
+	if v := ann[kdcv1alpha1.AnnotationRestoreRevision]; v != "" && v != p.revision {
+		p.revision = v
+		if rev, err := kdcv1alpha1.ParseRestoreRevision(v); err == nil {
+			lines = append(lines, fmt.Sprintf("[%s] Restored %s", p.stamp(now), rev.Describe()))
+		}
 	}
 	if ann[kdcv1alpha1.AnnotationRestoreFrom] != "" || phase != "" || ann[kdcv1alpha1.AnnotationRestoreFailure] != "" {
 		return lines, false, nil

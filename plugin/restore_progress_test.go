@@ -45,8 +45,8 @@ func TestRestoreProgress(t *testing.T) {
 			{900 * time.Millisecond, state(kdcv1alpha1.PhaseDrainingControlPlane)},
 			{2 * time.Second, state(kdcv1alpha1.PhaseStoppingEtcd)},
 			{3 * time.Second, state(kdcv1alpha1.PhaseRestoringSnapshot)},
-			{5 * time.Second, state(kdcv1alpha1.PhaseStartingEtcd)},
-			{6 * time.Second, state(kdcv1alpha1.PhaseStartingControlPlane)},
+			{5 * time.Second, state(kdcv1alpha1.PhaseStartingEtcd, kdcv1alpha1.AnnotationRestoreRevision, "before=2000000241 bump=3000000002 after=3000000241 snapshot=239")},
+			{6 * time.Second, state(kdcv1alpha1.PhaseStartingControlPlane, kdcv1alpha1.AnnotationRestoreRevision, "before=2000000241 bump=3000000002 after=3000000241 snapshot=239")},
 			{75 * time.Second, ended("True", kdcv1alpha1.ReasonRestoreSucceeded, `Restore from "`+key+`" complete`)},
 		},
 		want: []string{
@@ -55,6 +55,7 @@ func TestRestoreProgress(t *testing.T) {
 			"[     2s] StoppingEtcd               (DrainingControlPlane took 1.2s)",
 			"[     3s] RestoringSnapshot          (StoppingEtcd took 1s)",
 			"[     5s] StartingEtcd               (RestoringSnapshot took 2s)",
+			"[     5s] Restored etcd revision 2000000241 before the restore, 3000000241 after it (the snapshot's 239 + 3000000002)",
 			"[     6s] StartingControlPlane       (StartingEtcd took 1s)",
 			"[  1m15s] Succeeded                  (StartingControlPlane took 1m9s)",
 			`Restore from "` + key + `" complete`,

@@ -2,8 +2,6 @@ package snapshot
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"go.etcd.io/etcd/client/pkg/v3/types"
 	etcdutl "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.etcd.io/etcd/server/v3/storage/backend"
@@ -28,8 +25,9 @@ const (
 	DefaultMemberName   = "default"
 	DefaultPeerURL      = "http://localhost:2380"
 	DefaultClusterToken = "etcd-cluster"
-	// DefaultBumpRevision is added to the snapshot's revision so clients never see the revision
-	// go backwards (the value Kubernetes' documentation suggests).
+	// DefaultBumpRevision is the margin of the restored revision above every revision known
+	// before the restore, so clients never see the revision go backwards (the value Kubernetes'
+	// documentation suggests).
 	DefaultBumpRevision = 1_000_000_000
 )
 
@@ -52,9 +50,14 @@ type RestoreOptions struct {
 	PeerURLs            []string
 	InitialCluster      string
 	InitialClusterToken string
-	// BumpRevision is added to the snapshot's revision; MarkCompacted marks it compacted.
+	// BumpRevision is the margin the restored revision gets above the snapshot's revision and
+	// above the highest revision known before the restore (revisionMarks); 0 asks for no bump.
+	// MarkCompacted marks the restored revision compacted.
 	BumpRevision  uint64
 	MarkCompacted bool
+	// MinRevision is a revision the tenant's clients may have seen that the restore must move
+	// past, besides those it reads itself.
+	MinRevision int64
 	// TargetVersion is the etcd version (X.Y or vX.Y.Z) that will run on the data; the storage
 	// schema is migrated to it, so a snapshot of a newer minor version can be started by an older
 	// one. Empty leaves the schema as etcdutl wrote it.
@@ -65,18 +68,19 @@ type RestoreOptions struct {
 
 // RestoreResult is restore's termination message.
 type RestoreResult struct {
-	Key              string  `json:"key"`
-	ObjectKey        string  `json:"objectKey"`
-	Bucket           string  `json:"bucket"`
-	Size             int64   `json:"size"`
-	SHA256           string  `json:"sha256"`
-	S3Checksum       string  `json:"s3Checksum"`
-	Revision         int64   `json:"revision"`
-	RestoredRevision int64   `json:"restoredRevision"`
-	EtcdVersion      string  `json:"etcdVersion"`
-	DataDir          string  `json:"dataDir"`
-	PreviousDataDir  string  `json:"previousDataDir,omitempty"`
-	DurationSeconds  float64 `json:"durationSeconds"`
+	Key        string `json:"key"`
+	ObjectKey  string `json:"objectKey"`
+	Bucket     string `json:"bucket"`
+	Size       int64  `json:"size"`
+	SHA256     string `json:"sha256"`
+	S3Checksum string `json:"s3Checksum"`
+	v1alpha1.RestoreRevision
+	// Marks are the revisions RevisionBefore was taken from.
+	Marks           revisionMarks `json:"revisionMarks"`
+	EtcdVersion     string        `json:"etcdVersion"`
+	DataDir         string        `json:"dataDir"`
+	PreviousDataDir string        `json:"previousDataDir,omitempty"`
+	DurationSeconds float64       `json:"durationSeconds"`
 }
 
 func (o *RestoreOptions) defaults() {
@@ -119,6 +123,9 @@ func (o *RestoreOptions) validate() error {
 	}
 	if _, err := parseTargetVersion(o.TargetVersion); err != nil {
 		return errorf(ExitUsage, "--target-version: %w", err)
+	}
+	if o.MinRevision < 0 {
+		return errorf(ExitUsage, "--min-revision %d must not be negative", o.MinRevision)
 	}
 	if o.MarkCompacted != (o.BumpRevision > 0) {
 		return errorf(ExitUsage, "--bump-revision > 0 and --mark-compacted go together (etcdutl bumps only a revision it marks compacted); use both, or --bump-revision=0 --mark-compacted=false")
@@ -189,6 +196,16 @@ func restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 	removeStaleStaging(parent, log)
 
 	c := NewS3Client(o.Location, o.Credentials)
+	// The marks need no part of the download: read them while it runs.
+	cluster, _, _ := v1alpha1.ParseSnapshotKey(o.Key, "")
+	marksc := make(chan error, 1)
+	go func() {
+		var err error
+		res.Marks, err = readRevisionMarks(ctx, c, o.Location, cluster, o.DataDir, o.MinRevision)
+		marksc <- err
+	}()
+	marksRead := sync.OnceValue(func() error { return <-marksc })
+	defer marksRead() // res is the caller's once restore returns
 	info, body, err := openObject(ctx, c, o.Location, res.ObjectKey)
 	if err != nil {
 		return res, err
@@ -220,11 +237,27 @@ func restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = localIOError("write", snapPath, cerr)
 	}
+	merr := marksRead()
 	if err != nil {
 		return res, err
 	}
 	res.SHA256 = sum
 	log.Info("Downloaded and verified snapshot", "size", info.Size, "sha256", sum, "s3Checksum", res.S3Checksum, "seconds", time.Since(start).Seconds())
+	if merr != nil {
+		return res, merr
+	}
+	snapRev, err := readDBRevisions(snapPath)
+	if err != nil {
+		return res, errorf(ExitIntegrity, "s3://%s/%s passed its checksums but is not a readable etcd database: %w; restore another snapshot (the data directory is unchanged)", o.Location.Bucket, res.ObjectKey, err)
+	}
+	if res.Marks.DataError != "" {
+		log.Warn("The data directory's revision is unreadable; the restore moves past the other marks", "err", res.Marks.DataError)
+	}
+	// etcdutl bumps the newest key revision; a compacted revision above it must be passed too.
+	res.Revision, res.RevisionBefore = snapRev.Key, res.Marks.highest()
+	bump := revisionBump(res.Revision, max(res.RevisionBefore, snapRev.Compacted), o.BumpRevision)
+	res.BumpRevision = int64(bump)
+	log.Info("Revision bump", "snapshotRevision", res.Revision, "revisionBefore", res.RevisionBefore, "bump", bump, "marks", res.Marks)
 
 	// 2. etcdutl snapshot restore. Its own hash check would read the file a third time for the
 	// check download just made over exactly these bytes (see etcdutlRestore). What etcdutl has
@@ -235,7 +268,7 @@ func restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 		return res, localIOError("open", snapPath, err)
 	}
 	stopRelease := releaseCopied(src, info.Size, filepath.Join(restored, "member", "snap", "db"))
-	err = etcdutlRestore(o, snapPath, restored)
+	err = etcdutlRestore(o, bump, snapPath, restored)
 	stopRelease()
 	src.Close()
 	if err != nil {
@@ -257,12 +290,13 @@ func restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 			return res, errorf(ExitIntegrity, "s3://%s/%s cannot be prepared for etcd %s: %w; restore a snapshot taken by etcd %s or older (the data directory is unchanged)", o.Location.Bucket, res.ObjectKey, o.TargetVersion, err, o.TargetVersion)
 		}
 	}
-	if res.RestoredRevision, err = latestRevision(filepath.Join(restored, "member", "snap", "db")); err != nil {
+	restoredRev, err := readDBRevisions(filepath.Join(restored, "member", "snap", "db"))
+	if err != nil {
 		return res, errorf(ExitIntegrity, "failed to read the restored revision of s3://%s/%s: %w", o.Location.Bucket, res.ObjectKey, err)
 	}
-	res.Revision = res.RestoredRevision
-	if o.MarkCompacted {
-		res.Revision -= int64(o.BumpRevision)
+	res.RestoredRevision = restoredRev.current()
+	if want := res.Revision + res.BumpRevision; bump > 0 && (res.RestoredRevision != want || res.RestoredRevision <= res.RevisionBefore) {
+		return res, errorf(ExitIntegrity, "etcdutl restored s3://%s/%s at revision %d, want %d (the snapshot's %d + %d, above %d); the data directory is unchanged", o.Location.Bucket, res.ObjectKey, res.RestoredRevision, want, res.Revision, res.BumpRevision, res.RevisionBefore)
 	}
 
 	log.Info("Restored the database with etcdutl", "seconds", time.Since(start).Seconds())
@@ -286,7 +320,7 @@ func restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 		return res, err
 	}
 	res.PreviousDataDir = prev
-	log.Info("Restored snapshot", "revision", res.Revision, "restoredRevision", res.RestoredRevision, "previousDataDir", prev)
+	log.Info("Restored snapshot", "revision", res.Revision, "revisionBefore", res.RevisionBefore, "bumpRevision", res.BumpRevision, "restoredRevision", res.RestoredRevision, "previousDataDir", prev)
 	res.DurationSeconds = time.Since(start).Seconds()
 	return res, nil
 }
@@ -372,7 +406,7 @@ func removeStaleStaging(parent string, log *slog.Logger) {
 // the file. etcdutl's check would hash the same bytes again (from the page cache: it reads its
 // copy right after writing it). etcdutl still cuts the 32-byte hash off the database, because
 // the file size says it has one (newObjectInfo requires that).
-func etcdutlRestore(o RestoreOptions, snapPath, out string) error {
+func etcdutlRestore(o RestoreOptions, bump uint64, snapPath, out string) error {
 	lg := zap.NewNop()
 	return etcdutl.NewV3(lg).Restore(etcdutl.RestoreConfig{
 		SnapshotPath:        snapPath,
@@ -382,7 +416,7 @@ func etcdutlRestore(o RestoreOptions, snapPath, out string) error {
 		InitialCluster:      o.InitialCluster,
 		InitialClusterToken: o.InitialClusterToken,
 		SkipHashCheck:       true, // download verified etcd's hash over exactly this file's bytes
-		RevisionBump:        o.BumpRevision,
+		RevisionBump:        bump,
 		MarkCompacted:       o.MarkCompacted,
 		// etcdutl's own default (its --initial-memory-map-size). Left at 0, each bbolt open maps
 		// the database at a size derived from the file and remaps it as the restore grows the
@@ -390,30 +424,4 @@ func etcdutlRestore(o RestoreOptions, snapPath, out string) error {
 		// than the download (docs/benchmarks.md, data path).
 		InitialMmapSize: backend.InitialMmapSize,
 	})
-}
-
-// latestRevision is the main revision of the last key in the bolt database's "key" bucket.
-func latestRevision(dbPath string) (int64, error) {
-	db, err := bolt.Open(dbPath, 0o400, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	if err != nil {
-		return 0, err
-	}
-	defer db.Close()
-	var rev int64
-	err = db.View(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("key"))
-		if b == nil {
-			return errors.New("no key bucket")
-		}
-		k, _ := b.Cursor().Last()
-		if k == nil {
-			return nil
-		}
-		if len(k) < 8 {
-			return fmt.Errorf("malformed revision key %x", k)
-		}
-		rev = int64(binary.BigEndian.Uint64(k[:8]))
-		return nil
-	})
-	return rev, err
 }

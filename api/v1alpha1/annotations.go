@@ -43,6 +43,10 @@ const (
 	AnnotationRestoreRolledBack = "kube-dc.com/restore-rolled-back"
 	// AnnotationRestoreStartedAt is the RFC 3339 time the controller began the restore; cleared at the end.
 	AnnotationRestoreStartedAt = "kube-dc.com/restore-started-at"
+	// AnnotationRestoreRevision is how the restore moved etcd's revision, a RestoreRevision in its
+	// String form (controller, from the restore Job's result, on entering StartingEtcd); cleared
+	// at the end.
+	AnnotationRestoreRevision = "kube-dc.com/restore-revision"
 
 	// AnnotationRestoreAttempt is set on the verify, restore and rollback Jobs (controller, at
 	// creation) to the restore-started-at value of the restore that created them: a Job with the

@@ -192,7 +192,8 @@ func TestBinary(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("restore exited %d: %s", r.code, r.stderr)
 	}
-	if diff := cmp.Diff([]any{float64(rev), float64(rev + snapshot.DefaultBumpRevision), e.DataDir + ".previous"}, []any{r.term["revision"], r.term["restoredRevision"], r.term["previousDataDir"]}); diff != "" {
+	if diff := cmp.Diff([]any{float64(rev), float64(rev), float64(snapshot.DefaultBumpRevision), float64(rev + snapshot.DefaultBumpRevision), e.DataDir + ".previous"},
+		[]any{r.term["revision"], r.term["revisionBefore"], r.term["bumpRevision"], r.term["restoredRevision"], r.term["previousDataDir"]}); diff != "" {
 		t.Errorf("restore termination message mismatch (-want +got):\n%s", diff)
 	}
 	restored := framework.StartEtcd(t, framework.EtcdOptions{Version: framework.EtcdVersion35, DataDir: e.DataDir, PeerPort: peerPort, Certs: e.Certs})

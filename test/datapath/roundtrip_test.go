@@ -97,7 +97,7 @@ func TestBackupRestoreRollback(t *testing.T) {
 	if _, err := cli.Delete(ctx, "/registry/pods/000001"); err != nil {
 		t.Fatal(err)
 	}
-	mutated, _ := contents(t, cli)
+	mutated, mutatedRev := contents(t, cli)
 	if err := e.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -106,10 +106,11 @@ func TestBackupRestoreRollback(t *testing.T) {
 	if err != nil {
 		t.Fatalf("restore failed: %v", err)
 	}
-	gotR := []any{rres.Revision, rres.RestoredRevision, rres.SHA256, rres.PreviousDataDir}
-	wantR := []any{rev, rev + snapshot.DefaultBumpRevision, res.SHA256, e.DataDir + ".previous"}
+	// The replaced data is above the snapshot: the restore moves past it, not past the snapshot.
+	gotR := []any{rres.Revision, rres.RevisionBefore, rres.BumpRevision, rres.RestoredRevision, rres.Marks.Data, rres.Marks.Backup, rres.SHA256, rres.PreviousDataDir}
+	wantR := []any{rev, mutatedRev, mutatedRev - rev + snapshot.DefaultBumpRevision, mutatedRev + snapshot.DefaultBumpRevision, mutatedRev, rev, res.SHA256, e.DataDir + ".previous"}
 	if diff := cmp.Diff(wantR, gotR); diff != "" {
-		t.Errorf("restore result [revision restoredRevision sha256 previousDataDir] mismatch (-want +got):\n%s", diff)
+		t.Errorf("restore result [revision revisionBefore bumpRevision restoredRevision marks.data marks.backup sha256 previousDataDir] mismatch (-want +got):\n%s", diff)
 	}
 	if stale, _ := filepath.Glob(filepath.Join(filepath.Dir(e.DataDir), ".kdc-restore-*")); len(stale) > 0 {
 		t.Errorf("staging directories left behind: %v", stale)
@@ -121,7 +122,7 @@ func TestBackupRestoreRollback(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("restored keys mismatch (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(rev+snapshot.DefaultBumpRevision, gotRev); diff != "" {
+	if diff := cmp.Diff(mutatedRev+snapshot.DefaultBumpRevision, gotRev); diff != "" {
 		t.Errorf("restored revision mismatch (-want +got):\n%s", diff)
 	}
 	if _, err := rcli.Get(ctx, "/registry/pods/000001", clientv3.WithRev(rev)); !errors.Is(err, rpctypes.ErrCompacted) {

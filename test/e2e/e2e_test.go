@@ -3,15 +3,21 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 	"kube-dc.com/etcd-backup/test/e2e/env"
@@ -371,6 +377,105 @@ func TestEndToEnd(t *testing.T) {
 		expect("kept", map[string]string{"owner": "team-a"})
 		logf("tenant back on its old data (app-config=v4)")
 	})
+
+	t.Run("older snapshot after a newer one", func(t *testing.T) {
+		// The first snapshot is about a thousand million revisions below the data since the first
+		// restore: restoring the newest snapshot and then that one must still move forward.
+		newest, err := tn.RunBackup(ctx, "backup-manual-4")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustPut("app-config", map[string]string{"version": "v5"})
+		restoreOK := func(key string) {
+			t.Helper()
+			r, err := tn.Restore(ctx, key, env.RestoreOptions{})
+			if err != nil {
+				t.Fatalf("%v; pods:\n%s", err, describe(ctx, e, "demo"))
+			}
+			if c := r.Condition; c.Status != "True" {
+				t.Fatalf("restore of %s: RestoreReady = %s/%s %q, want True", key, c.Status, c.Reason, c.Message)
+			}
+			if err := tn.WaitReady(ctx, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+		}
+		restoreOK(newest.Key)
+		expect("app-config", map[string]string{"version": "v4"})
+		mustPut("rv-probe-1", map[string]string{"after": "newest"})
+		seen, err := tn.Kube.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		highest := maxResourceVersion(t, seen)
+		logf("after restoring the newest snapshot %s: highest resourceVersion seen %d", newest.Key, highest)
+
+		restoreOK(backup.Key)
+		expect("app-config", map[string]string{"version": "v1"})
+		expect("rv-probe-1", nil)
+		mustPut("rv-probe-2", map[string]string{"after": "older"})
+		cm, err := tn.Kube.CoreV1().ConfigMaps(ns).Get(ctx, "rv-probe-2", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := strconv.ParseInt(cm.ResourceVersion, 10, 64)
+		if got <= highest {
+			t.Errorf("a new object after restoring the older snapshot %s has resourceVersion %d, not above %d seen before it", backup.Key, got, highest)
+		}
+		logf("after restoring the older snapshot %s: a new object has resourceVersion %d (> %d)", backup.Key, got, highest)
+
+		// An informer resuming its watch from what it had seen is told to re-list.
+		code, err := watchStatus(ctx, tn, ns, strconv.FormatInt(highest, 10))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code != http.StatusGone {
+			t.Errorf("a watch from resourceVersion %d after the restore got status %d, want %d (Gone: re-list)", highest, code, http.StatusGone)
+		}
+		out, _ := e.Kubectl(ctx, "get", "events", "-n", tn.Namespace, "--field-selector", "reason=RevisionBumped", "-o", "custom-columns=MESSAGE:.message", "--no-headers")
+		if !strings.Contains(out, "before the restore") {
+			t.Errorf("no RevisionBumped Event: %q", out)
+		}
+		logf("a watch from %d got %d; RevisionBumped Events:\n%s", highest, code, strings.TrimSpace(out))
+	})
+}
+
+// maxResourceVersion is the highest resourceVersion of a list: its own and its items'.
+func maxResourceVersion(t *testing.T, l *corev1.ConfigMapList) int64 {
+	t.Helper()
+	highest, err := strconv.ParseInt(l.ResourceVersion, 10, 64)
+	if err != nil {
+		t.Fatalf("list resourceVersion %q: %v", l.ResourceVersion, err)
+	}
+	for _, it := range l.Items {
+		rv, _ := strconv.ParseInt(it.ResourceVersion, 10, 64)
+		highest = max(highest, rv)
+	}
+	return highest
+}
+
+// watchStatus starts a watch of ConfigMaps in ns from resourceVersion rv, as an informer resumes
+// one, and returns the HTTP status it ends with first (200 when it starts streaming events).
+func watchStatus(ctx context.Context, tn *env.Tenant, ns, rv string) (int, error) {
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	w, err := tn.Kube.CoreV1().ConfigMaps(ns).Watch(wctx, metav1.ListOptions{ResourceVersion: rv, AllowWatchBookmarks: true})
+	if err != nil {
+		if se, ok := err.(apierrors.APIStatus); ok {
+			return int(se.Status().Code), nil
+		}
+		return 0, err
+	}
+	defer w.Stop()
+	ev, ok := <-w.ResultChan()
+	if !ok {
+		return 0, fmt.Errorf("the watch from %s closed without an event", rv)
+	}
+	if ev.Type == watch.Error {
+		if st, ok := ev.Object.(*metav1.Status); ok {
+			return int(st.Code), nil
+		}
+	}
+	return http.StatusOK, nil
 }
 
 func breakdown(r *env.Restore) string {
