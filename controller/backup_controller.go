@@ -232,6 +232,8 @@ func (r *BackupReconciler) resolveBackupPlan(ctx context.Context, c *kdcv1alpha1
 		Prefix:           loc.Prefix,
 		Region:           loc.Region,
 		CredentialSecret: backupCredentialSecret(c),
+		Spread:           backupEffectiveSchedule(c, r.Options.BackupSpreadWindow),
+		Queued:           r.Options.MaxConcurrentBackups > 0,
 	}
 	return &backupPlan{inputs: in, context: backupContext{
 		Namespace: c.Namespace, Cluster: c.Name, DataStore: ds, CredentialSecret: in.CredentialSecret,
@@ -585,6 +587,9 @@ func SetupBackupReconciler(mgr ctrl.Manager, o Options) error {
 		ConfigMaps: cmCache,
 		Recorder:   mgr.GetEventRecorder(backupControllerName),
 		Options:    o,
+	}
+	if err := SetupBackupAdmission(mgr, o); err != nil {
+		return err
 	}
 	clustersInNamespace := handler.EnqueueRequestsFromMapFunc(r.clustersInNamespace)
 	return ctrl.NewControllerManagedBy(mgr).

@@ -64,6 +64,10 @@ type backupInputs struct {
 	Region string
 	// CredentialSecret holds AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
 	CredentialSecret string
+	// Spread is the schedule the CronJob runs on.
+	Spread backupSpread
+	// Queued creates the Jobs suspended: the backup admission starts them in turn.
+	Queued bool
 }
 
 // backupLabels are the labels of the CronJob, its Jobs and their pods.
@@ -145,16 +149,24 @@ func buildBackupCronJob(c *kdcv1alpha1.KdcCluster, in backupInputs) *batchv1.Cro
 			}},
 		}},
 	}
+	annotations := map[string]string{
+		kdcv1alpha1.AnnotationBackupSchedule:       backupSchedule(c),
+		kdcv1alpha1.AnnotationBackupScheduleOffset: in.Spread.Offset.String(),
+	}
+	if in.Spread.Why != "" {
+		annotations[kdcv1alpha1.AnnotationBackupScheduleNote] = "not spread: " + in.Spread.Why
+	}
 	return &batchv1.CronJob{
 		TypeMeta: metav1.TypeMeta{APIVersion: batchv1.SchemeGroupVersion.String(), Kind: "CronJob"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            kdcv1alpha1.BackupCronJobName(c.Name),
 			Namespace:       c.Namespace,
 			Labels:          labels,
+			Annotations:     annotations,
 			OwnerReferences: []metav1.OwnerReference{clusterOwnerRef(c)},
 		},
 		Spec: batchv1.CronJobSpec{
-			Schedule:                   backupSchedule(c),
+			Schedule:                   in.Spread.Schedule,
 			TimeZone:                   ptr.To(backupTimeZone),
 			ConcurrencyPolicy:          batchv1.ForbidConcurrent,
 			StartingDeadlineSeconds:    ptr.To(backupStartingDeadlineSeconds),
@@ -163,6 +175,7 @@ func buildBackupCronJob(c *kdcv1alpha1.KdcCluster, in backupInputs) *batchv1.Cro
 			JobTemplate: batchv1.JobTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: batchv1.JobSpec{
+					Suspend:               backupSuspend(in.Queued),
 					BackoffLimit:          ptr.To(backupBackoffLimit),
 					ActiveDeadlineSeconds: ptr.To(backupActiveDeadlineSeconds),
 					PodFailurePolicy: &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{
@@ -191,4 +204,13 @@ func buildBackupCronJob(c *kdcv1alpha1.KdcCluster, in backupInputs) *batchv1.Cro
 			},
 		},
 	}
+}
+
+// backupSuspend is the Jobs' spec.suspend: true when they wait for the backup admission, unset
+// otherwise (so the CronJob of a manager without a limit looks as it always did).
+func backupSuspend(queued bool) *bool {
+	if queued {
+		return ptr.To(true)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
@@ -37,6 +38,7 @@ func backupTestInputs(mutate ...func(*backupInputs)) backupInputs {
 		S3Endpoint:       "http://rgw.rook-ceph.svc",
 		Bucket:           "team-a-managed-k8s-backups",
 		CredentialSecret: "managed-k8s-backups",
+		Spread:           backupSpread{Schedule: "0 2 * * *"},
 	}
 	for _, m := range mutate {
 		m(&in)
@@ -62,6 +64,10 @@ func wantBackupCronJob(mutate ...func(*batchv1.CronJob)) *batchv1.CronJob {
 		TypeMeta: metav1.TypeMeta{APIVersion: "batch/v1", Kind: "CronJob"},
 		ObjectMeta: metav1.ObjectMeta{
 			Name: "prod-etcd-backup", Namespace: "team-a", Labels: labels,
+			Annotations: map[string]string{
+				"k8s.kube-dc.com/backup-schedule":        "0 2 * * *",
+				"k8s.kube-dc.com/backup-schedule-offset": "0s",
+			},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: "k8s.kube-dc.com/v1alpha1", Kind: "KdcCluster", Name: "prod", UID: "uid-1",
 				Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true),
@@ -156,9 +162,11 @@ func TestBuildBackupCronJob(t *testing.T) {
 			}),
 			in: backupTestInputs(func(in *backupInputs) {
 				in.Bucket, in.Prefix, in.Region, in.CredentialSecret = "shared", "tenants/a", "eu-1", "my-s3"
+				in.Spread = backupSpread{Schedule: "*/30 * * * *"}
 			}),
 			want: wantBackupCronJob(func(cj *batchv1.CronJob) {
 				cj.Spec.Schedule = "*/30 * * * *"
+				cj.Annotations["k8s.kube-dc.com/backup-schedule"] = "*/30 * * * *"
 				ctr := backupContainer(cj)
 				ctr.Args = []string{"backup", "--cluster=prod",
 					"--endpoints=https://ds1-etcd-0.ds1-etcd.team-a.svc:2379",
@@ -178,6 +186,27 @@ func TestBuildBackupCronJob(t *testing.T) {
 			want: wantBackupCronJob(func(cj *batchv1.CronJob) {
 				ctr := backupContainer(cj)
 				ctr.Args = ctr.Args[:len(ctr.Args)-1]
+			}),
+		},
+		"spread and queued": {
+			cluster: backupTestCluster(),
+			in: backupTestInputs(func(in *backupInputs) {
+				in.Spread = backupSpread{Schedule: "37 2 * * *", Offset: 37 * time.Minute}
+				in.Queued = true
+			}),
+			want: wantBackupCronJob(func(cj *batchv1.CronJob) {
+				cj.Spec.Schedule = "37 2 * * *"
+				cj.Annotations["k8s.kube-dc.com/backup-schedule-offset"] = "37m0s"
+				cj.Spec.JobTemplate.Spec.Suspend = ptr.To(true)
+			}),
+		},
+		"opted out of spreading": {
+			cluster: backupTestCluster(),
+			in: backupTestInputs(func(in *backupInputs) {
+				in.Spread = backupSpread{Schedule: "0 2 * * *", Why: "exact schedule asked for (kube-dc.com/backup-exact-schedule)"}
+			}),
+			want: wantBackupCronJob(func(cj *batchv1.CronJob) {
+				cj.Annotations["k8s.kube-dc.com/backup-schedule-note"] = "not spread: exact schedule asked for (kube-dc.com/backup-exact-schedule)"
 			}),
 		},
 		"three etcd members": {

@@ -1,5 +1,7 @@
 package controller
 
+import "time"
+
 // Options configure the controllers; the manager fills them from its flags.
 type Options struct {
 	// Image is the manager's own image, run by the backup and restore Jobs.
@@ -10,4 +12,9 @@ type Options struct {
 	// RestoreTimeouts are the restore's per-phase deadlines; zero fields take the defaults
 	// (DefaultRestoreTimeouts).
 	RestoreTimeouts RestoreTimeouts
+	// BackupSpreadWindow spreads clusters sharing a schedule over this window (0: off).
+	BackupSpreadWindow time.Duration
+	// MaxConcurrentBackups is how many backup Jobs may run at once in the management cluster;
+	// the others wait, suspended, in order (0: no limit).
+	MaxConcurrentBackups int
 }

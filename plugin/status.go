@@ -9,7 +9,10 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/cli-runtime/pkg/printers"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -46,9 +49,14 @@ type ClusterStatus struct {
 	Name      string `json:"name"`
 	Health    Health `json:"health"`
 	// BackupReason is the BackupReady reason, "" when there is none.
-	BackupReason   string     `json:"backupReason,omitempty"`
-	Message        string     `json:"message,omitempty"`
-	Schedule       string     `json:"schedule"`
+	BackupReason string `json:"backupReason,omitempty"`
+	Message      string `json:"message,omitempty"`
+	Schedule     string `json:"schedule"`
+	// ScheduleOffset is how far the CronJob's schedule is moved from spec.backup.schedule to
+	// spread the fleet's backups ("" when the CronJob is not readable).
+	ScheduleOffset string `json:"scheduleOffset,omitempty"`
+	// BackupJob is Waiting while a backup Job waits for its turn, Running while one runs.
+	BackupJob      string     `json:"backupJob,omitempty"`
 	LastBackupKey  string     `json:"lastBackupKey,omitempty"`
 	LastBackupTime *time.Time `json:"lastBackupTime,omitempty"`
 	// Restore is the running restore phase, else the outcome of the last restore
@@ -59,12 +67,14 @@ type ClusterStatus struct {
 // assessCluster computes the backup health of c at now. A BackupReady=True condition is not
 // trusted blindly: the controller reports BackupStale only while it runs, so a last backup older
 // than its stale deadline (controller.BackupStaleDeadline) is Stale here too.
-func assessCluster(c *kdcv1alpha1.KdcCluster, now time.Time) ClusterStatus {
+func assessCluster(c *kdcv1alpha1.KdcCluster, run backupRun, now time.Time) ClusterStatus {
 	st := ClusterStatus{
-		Namespace:     c.Namespace,
-		Name:          c.Name,
-		Schedule:      controller.BackupSchedule(c),
-		LastBackupKey: c.Status.LatestBackupKey,
+		Namespace:      c.Namespace,
+		Name:           c.Name,
+		Schedule:       cmp.Or(run.Schedule, controller.BackupSchedule(c)),
+		ScheduleOffset: run.Offset,
+		BackupJob:      run.Job,
+		LastBackupKey:  c.Status.LatestBackupKey,
 	}
 	if t := c.Status.LatestBackupTime; t != nil {
 		tt := t.UTC()
@@ -187,6 +197,7 @@ func (o *Options) clusterStatuses(ctx context.Context, all bool, names []string)
 	if err := c.List(ctx, list, opts...); err != nil {
 		return nil, fmt.Errorf("failed to list KdcClusters: %w", err)
 	}
+	runs := o.backupRuns(ctx, c, opts)
 	now := o.now()
 	rows := make([]ClusterStatus, 0, len(list.Items))
 	found := map[string]bool{}
@@ -196,7 +207,7 @@ func (o *Options) clusterStatuses(ctx context.Context, all bool, names []string)
 			continue
 		}
 		found[kc.Name] = true
-		rows = append(rows, assessCluster(kc, now))
+		rows = append(rows, assessCluster(kc, runs[client.ObjectKeyFromObject(kc)], now))
 	}
 	for _, n := range names {
 		if !found[n] {
@@ -205,6 +216,56 @@ func (o *Options) clusterStatuses(ctx context.Context, all bool, names []string)
 	}
 	sortStatuses(rows)
 	return rows, nil
+}
+
+// backupRun is what a cluster's CronJob and Jobs tell: the schedule it runs on and whether a
+// backup Job waits for its turn or runs.
+type backupRun struct{ Schedule, Offset, Job string }
+
+// backupRuns reads the backup CronJobs and Jobs in scope. They only add to what the KdcClusters
+// say, so a user who may not list them still gets the table (with the spec's schedules).
+func (o *Options) backupRuns(ctx context.Context, c client.Client, opts []client.ListOption) map[client.ObjectKey]backupRun {
+	runs := map[client.ObjectKey]backupRun{}
+	sel := append(slices.Clone(opts), client.MatchingLabels{kdcv1alpha1.LabelComponent: kdcv1alpha1.ComponentBackup})
+	key := func(o metav1.Object) client.ObjectKey {
+		return client.ObjectKey{Namespace: o.GetNamespace(), Name: o.GetLabels()[kdcv1alpha1.LabelCluster]}
+	}
+	cjs := &batchv1.CronJobList{}
+	if err := c.List(ctx, cjs, sel...); err == nil {
+		for i := range cjs.Items {
+			cj := &cjs.Items[i]
+			r := runs[key(cj)]
+			r.Schedule, r.Offset = cj.Spec.Schedule, cj.Annotations[kdcv1alpha1.AnnotationBackupScheduleOffset]
+			runs[key(cj)] = r
+		}
+	}
+	jobs := &batchv1.JobList{}
+	if err := c.List(ctx, jobs, sel...); err == nil {
+		for i := range jobs.Items {
+			j := &jobs.Items[i]
+			if finished(j) {
+				continue
+			}
+			r := runs[key(j)]
+			if j.Spec.Suspend != nil && *j.Spec.Suspend {
+				r.Job = cmp.Or(r.Job, "Waiting")
+			} else {
+				r.Job = "Running"
+			}
+			runs[key(j)] = r
+		}
+	}
+	return runs
+}
+
+// finished reports whether the Job completed or failed.
+func finished(j *batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if (c.Type == batchv1.JobComplete || c.Type == batchv1.JobFailed) && c.Status == corev1.ConditionTrue {
+			return true
+		}
+	}
+	return false
 }
 
 // printStatusTable prints rows as a kubectl-style table, then one line per cluster that needs
@@ -218,7 +279,7 @@ func printStatusTable(out io.Writer, rows []ClusterStatus, withNamespace bool, n
 	if withNamespace {
 		fmt.Fprint(w, "NAMESPACE\t")
 	}
-	fmt.Fprintln(w, "NAME\tHEALTH\tBACKUP\tLAST BACKUP\tSCHEDULE\tRESTORE")
+	fmt.Fprintln(w, "NAME\tHEALTH\tBACKUP\tLAST BACKUP\tSCHEDULE\tBACKUP JOB\tRESTORE")
 	var attention []ClusterStatus
 	for _, r := range rows {
 		if withNamespace {
@@ -228,7 +289,7 @@ func printStatusTable(out io.Writer, rows []ClusterStatus, withNamespace bool, n
 		if r.LastBackupTime != nil {
 			last = duration.HumanDuration(now.Sub(*r.LastBackupTime))
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Health, orNone(r.BackupReason), last, r.Schedule, orNone(r.Restore))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Health, orNone(r.BackupReason), last, r.Schedule, orNone(r.BackupJob), orNone(r.Restore))
 		if r.Health.needsAttention() {
 			attention = append(attention, r)
 		}

@@ -54,6 +54,16 @@ const (
 	// on Jobs only (not a KdcCluster bookkeeping annotation) and is never cleared.
 	AnnotationRestoreAttempt = "k8s.kube-dc.com/restore-attempt"
 
+	// AnnotationBackupExactSchedule, set to "true" by the operator on a KdcCluster, runs its
+	// backups exactly on spec.backup.schedule instead of spreading them (docs/backup.md).
+	AnnotationBackupExactSchedule = "kube-dc.com/backup-exact-schedule"
+	// AnnotationBackupSchedule and AnnotationBackupScheduleOffset are set on the backup CronJob
+	// (controller): the KdcCluster's spec.backup.schedule and how far the CronJob's schedule is
+	// moved from it ("37m"; "0s" when it is not, with the reason in AnnotationBackupScheduleNote).
+	AnnotationBackupSchedule       = "k8s.kube-dc.com/backup-schedule"
+	AnnotationBackupScheduleOffset = "k8s.kube-dc.com/backup-schedule-offset"
+	AnnotationBackupScheduleNote   = "k8s.kube-dc.com/backup-schedule-note"
+
 	// AnnotationRestartedAt is set on C-cp's pod template when the control plane is started after a
 	// restore, so it comes back with fresh pods (a rollout). Written by the restore controller with
 	// the restore's restore-started-at value (so re-applying it is idempotent); never cleared.

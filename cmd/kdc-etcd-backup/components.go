@@ -32,7 +32,8 @@ func setupComponents(mgr ctrl.Manager, o managerOptions) error {
 		}
 	}
 	if o.enableCtrl {
-		opts := controller.Options{Image: o.image, S3Endpoint: o.s3Endpoint, RestoreTimeouts: o.restoreTimeouts}
+		opts := controller.Options{Image: o.image, S3Endpoint: o.s3Endpoint, RestoreTimeouts: o.restoreTimeouts,
+			BackupSpreadWindow: o.backupSpreadWindow, MaxConcurrentBackups: o.maxConcurrentBackups}
 		if err := controller.SetupBackupReconciler(mgr, opts); err != nil {
 			return err
 		}

@@ -36,6 +36,8 @@ type managerOptions struct {
 	controllerUsername         string
 	enableWebhooks, enableCtrl bool
 	restoreTimeouts            controller.RestoreTimeouts
+	backupSpreadWindow         time.Duration
+	maxConcurrentBackups       int
 }
 
 func (o *managerOptions) bind(fs *flag.FlagSet) {
@@ -53,6 +55,8 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.controllerUsername, "controller-username", defaultControllerUsername(), "username of the controller's identity: the only one allowed to write restore bookkeeping annotations")
 	fs.BoolVar(&o.enableWebhooks, "enable-webhooks", true, "serve the admission webhooks")
 	fs.BoolVar(&o.enableCtrl, "enable-controllers", true, "run the backup and restore controllers")
+	fs.DurationVar(&o.backupSpreadWindow, "backup-spread-window", controller.DefaultBackupSpreadWindow, "clusters sharing a backup schedule run up to this much later than it, each at its own fixed offset (0 runs every backup exactly on its schedule)")
+	fs.IntVar(&o.maxConcurrentBackups, "max-concurrent-backups", controller.DefaultMaxConcurrentBackups, "at most this many backup Jobs run at once in the management cluster; the others wait, in order (0: no limit)")
 	t := &o.restoreTimeouts
 	fs.DurationVar(&t.Validating, "restore-validating-timeout", controller.DefaultValidatingTimeout, "restore: deadline of the Validating phase (the verify Job)")
 	fs.DurationVar(&t.Drain, "restore-drain-timeout", controller.DefaultDrainTimeout, "restore: deadline of DrainingControlPlane")
