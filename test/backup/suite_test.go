@@ -47,7 +47,7 @@ var _ = BeforeSuite(func() {
 
 	mgr, err := ctrl.NewManager(env.Config, framework.ManagerOptions())
 	Expect(err).NotTo(HaveOccurred())
-	Expect(controller.SetupBackupReconciler(mgr, controller.Options{Image: testImage, S3Endpoint: testS3Endpoint})).To(Succeed())
+	Expect(controller.SetupBackupReconciler(mgr, controller.Options{Image: testImage, S3Endpoint: testS3Endpoint, MaxConcurrentBackups: testMaxConcurrentBackups})).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())
