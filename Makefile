@@ -34,6 +34,7 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code from the API types.
 manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook configurations from markers.
 	$(CONTROLLER_GEN) crd paths="./api/v1alpha1/..." output:crd:artifacts:config=manifests/crd/bases
 	$(CONTROLLER_GEN) crd paths="./api/objectbucket/..." output:crd:artifacts:config=test/crds
+	$(CONTROLLER_GEN) crd paths="./api/kamaji/..." output:crd:artifacts:config=test/crds
 	$(CONTROLLER_GEN) rbac:roleName=kdc-etcd-backup-manager paths="./controller/...;./webhook/..." output:rbac:artifacts:config=manifests/rbac
 	$(CONTROLLER_GEN) webhook paths="./webhook/..." output:webhook:artifacts:config=manifests/webhook
 

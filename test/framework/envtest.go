@@ -24,17 +24,19 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	kamajiv1alpha1 "kube-dc.com/etcd-backup/api/kamaji/v1alpha1"
 	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 )
 
-// Scheme has the built-in types, the project's API and the ObjectBucketClaim test type.
+// Scheme has the built-in types, the project's API and the ObjectBucketClaim and
+// TenantControlPlane test types.
 var Scheme = NewScheme()
 
 // NewScheme returns a scheme with every type the tests use.
 func NewScheme() *runtime.Scheme {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, kdcv1alpha1.AddToScheme, obcv1alpha1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, kdcv1alpha1.AddToScheme, obcv1alpha1.AddToScheme, kamajiv1alpha1.AddToScheme} {
 		if err := add(s); err != nil {
 			panic(err)
 		}
