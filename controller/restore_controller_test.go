@@ -101,7 +101,7 @@ func TestRestoreFailures(t *testing.T) {
 				objs[1].(*kdcv1alpha1.KdcClusterDatastore).Spec.Etcd.Replicas = 3
 				return objs
 			},
-			wantMessage: `Restore from "` + tKey + `" failed (MultiReplicaUnsupported): KdcClusterDatastore tenant/ds runs 3 etcd replicas (spec.etcd.replicas) and restores support exactly 1; scale the datastore to 1 replica, then annotate again; nothing was changed`,
+			wantMessage: `Restore from "` + tKey + `" failed (MultiReplicaUnsupported): KdcClusterDatastore tenant/ds runs 3 etcd replicas (spec.etcd.replicas) and restores support exactly 1; do not scale a running multi-member etcd down (it loses quorum unless the other members are removed first): restore every member from the same snapshot by hand, as docs/restore.md "Multi-member datastores" describes; nothing was changed`,
 			wantCP:      2, wantEtcd: 1,
 		},
 		{

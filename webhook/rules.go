@@ -88,7 +88,7 @@ func ValidateDataStoreForRestore(fldPath *field.Path, ds *kdcv1alpha1.KdcCluster
 	}
 	if r := ds.Spec.Etcd.Replicas; r != 1 {
 		return field.ErrorList{field.Forbidden(fldPath, detail(kdcv1alpha1.ReasonMultiReplicaUnsupported,
-			"KdcClusterDatastore %s/%s runs %d etcd replicas (spec.etcd.replicas) and restores support exactly 1; scale the datastore to 1 replica, then annotate again",
+			"KdcClusterDatastore %s/%s runs %d etcd replicas (spec.etcd.replicas) and restores support exactly 1; do not scale a running multi-member etcd down (it loses quorum unless the other members are removed first): restore every member from the same snapshot by hand, as docs/restore.md \"Multi-member datastores\" describes",
 			ds.Namespace, ds.Name, r))}
 	}
 	return nil

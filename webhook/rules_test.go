@@ -69,9 +69,9 @@ func TestValidateDataStoreForRestore(t *testing.T) {
 		{name: "unknown", want: field.ErrorList{field.Forbidden(fromPath,
 			"DataStoreUnknown: the cluster's KdcClusterDatastore cannot be found; wait until status.dataStoreName is set, or fix spec.dataStore, then annotate again")}},
 		{name: "three replicas", ds: dataStore(3), want: field.ErrorList{field.Forbidden(fromPath,
-			"MultiReplicaUnsupported: KdcClusterDatastore ns/ds runs 3 etcd replicas (spec.etcd.replicas) and restores support exactly 1; scale the datastore to 1 replica, then annotate again")}},
+			"MultiReplicaUnsupported: KdcClusterDatastore ns/ds runs 3 etcd replicas (spec.etcd.replicas) and restores support exactly 1; do not scale a running multi-member etcd down (it loses quorum unless the other members are removed first): restore every member from the same snapshot by hand, as docs/restore.md \"Multi-member datastores\" describes")}},
 		{name: "zero replicas", ds: dataStore(0), want: field.ErrorList{field.Forbidden(fromPath,
-			"MultiReplicaUnsupported: KdcClusterDatastore ns/ds runs 0 etcd replicas (spec.etcd.replicas) and restores support exactly 1; scale the datastore to 1 replica, then annotate again")}},
+			"MultiReplicaUnsupported: KdcClusterDatastore ns/ds runs 0 etcd replicas (spec.etcd.replicas) and restores support exactly 1; do not scale a running multi-member etcd down (it loses quorum unless the other members are removed first): restore every member from the same snapshot by hand, as docs/restore.md \"Multi-member datastores\" describes")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
