@@ -78,58 +78,79 @@ func runBackupBench(b *testing.B, bin string, n int) {
 	createWorld(b, ctx, env.Client, n)
 	b.Logf("created %d clusters with their claims, ConfigMaps, datastores and StatefulSets in %s", n, time.Since(setupStart).Round(time.Millisecond))
 
-	kubeconfig, err := env.WriteKubeconfig("bench-manager", []string{"system:masters"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	port := freePort(b)
-	logPath := filepath.Join(b.TempDir(), "manager.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(bin, "manager",
-		"--leader-elect=false", "--enable-webhooks=false",
-		"--metrics-bind-address=127.0.0.1:"+strconv.Itoa(port), "--health-probe-bind-address=0",
-		"--image=kdc-etcd-backup:bench", "--s3-endpoint=http://s3.example.com:9000")
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-
 	b.ResetTimer()
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("failed to start the manager: %v", err)
-	}
-	stopped := false
-	defer func() {
-		if !stopped {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	}()
-	elapsed, err := waitAllReady(ctx, env.Client, n, start, 5*time.Minute)
+	mgr := startManager(b, bin, env)
+	defer mgr.stop()
+	elapsed, err := waitAllReady(ctx, env.Client, n, mgr.started, 5*time.Minute)
 	b.StopTimer()
 	if err != nil {
-		b.Fatalf("%v (manager log: %s)", err, logPath)
+		b.Fatalf("%v (manager log: %s)", err, mgr.logPath)
 	}
-	requests, byMethod, reconciles := scrapeManager(b, port)
-	retries := countLines(b, logPath, "Reconciler error")
-
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	_ = cmd.Wait()
-	stopped = true
-	maxRSSKiB := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
+	requests, byMethod, reconciles := scrapeManager(b, mgr.port)
+	retries := countLines(b, mgr.logPath, "Reconciler error")
+	maxRSSMiB := mgr.stop().maxRSSMiB
 
 	perCluster := float64(requests) / float64(n)
 	b.ReportMetric(elapsed.Seconds(), "s-to-ready")
-	b.ReportMetric(float64(maxRSSKiB)/1024, "MiB-peak-RSS")
+	b.ReportMetric(maxRSSMiB, "MiB-peak-RSS")
 	b.ReportMetric(perCluster, "requests/cluster")
 	fmt.Printf("backup bench: %d clusters; every CronJob present and every BackupReady True %s after the manager started\n",
 		n, elapsed.Round(10*time.Millisecond))
 	fmt.Printf("backup bench: manager peak RSS %.1f MiB; %d API requests (%.2f per cluster: %s); %d reconciles, %d retried after an error (status conflicts with a stale cache)\n",
-		float64(maxRSSKiB)/1024, requests, perCluster, byMethod, reconciles, retries)
+		maxRSSMiB, requests, perCluster, byMethod, reconciles, retries)
+}
+
+// benchManager is the manager process of a benchmark, the real binary run with `manager`.
+type benchManager struct {
+	cmd     *exec.Cmd
+	port    int
+	logPath string
+	started time.Time
+	usage   *managerUsage
+}
+
+type managerUsage struct {
+	maxRSSMiB float64
+	cpu       time.Duration
+}
+
+// startManager starts the manager against env without webhooks or leader election, with extra
+// flags.
+func startManager(b *testing.B, bin string, env *framework.Env, extra ...string) *benchManager {
+	b.Helper()
+	kubeconfig, err := env.WriteKubeconfig("bench-manager", []string{"system:masters"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := &benchManager{port: freePort(b), logPath: filepath.Join(b.TempDir(), "manager.log")}
+	logf, err := os.Create(m.logPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { logf.Close() })
+	m.cmd = exec.Command(bin, append([]string{"manager",
+		"--leader-elect=false", "--enable-webhooks=false",
+		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(m.port), "--health-probe-bind-address=0",
+		"--image=kdc-etcd-backup:bench", "--s3-endpoint=http://s3.example.com:9000"}, extra...)...)
+	m.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
+	m.cmd.Stdout, m.cmd.Stderr = logf, logf
+	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	m.started = time.Now()
+	if err := m.cmd.Start(); err != nil {
+		b.Fatalf("failed to start the manager: %v", err)
+	}
+	return m
+}
+
+// stop ends the manager (once) and returns its resource usage.
+func (m *benchManager) stop() managerUsage {
+	if m.usage == nil {
+		_ = m.cmd.Process.Signal(syscall.SIGTERM)
+		_ = m.cmd.Wait()
+		ru := m.cmd.ProcessState.SysUsage().(*syscall.Rusage)
+		m.usage = &managerUsage{maxRSSMiB: float64(ru.Maxrss) / 1024, cpu: time.Duration(ru.Utime.Nano() + ru.Stime.Nano())}
+	}
+	return *m.usage
 }
 
 // createWorld creates n namespaces, each with a Bound claim, its ConfigMap, a datastore, its

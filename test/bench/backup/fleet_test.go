@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +17,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -89,7 +90,7 @@ func runFleetBench(b *testing.B, bin string, s fleetSettings) {
 	createWorld(b, ctx, env.Client, s.clusters)
 	b.Logf("created %d clusters in %s", s.clusters, time.Since(setupStart).Round(time.Millisecond))
 
-	mgr := startFleetManager(b, bin, env, s)
+	mgr := startManager(b, bin, env, "--backup-spread-window="+s.window.String(), "--max-concurrent-backups="+strconv.Itoa(s.concurrency))
 	defer mgr.stop()
 	if _, err := waitAllReady(ctx, env.Client, s.clusters, time.Now(), 15*time.Minute); err != nil {
 		b.Fatalf("%v (manager log: %s)", err, mgr.logPath)
@@ -103,14 +104,10 @@ func runFleetBench(b *testing.B, bin string, s fleetSettings) {
 	b.Logf("set schedule %q (fires at %s) on %d clusters in %s", schedule, fire.Format("15:04:05"), s.clusters, time.Since(patchStart).Round(time.Millisecond))
 
 	obs := newFleetObserver()
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: framework.Scheme})
-	if err != nil {
-		b.Fatal(err)
-	}
-	stopKubelet := playKubelet(b, ctx, wc, s.jobTime, obs)
+	stopKubelet := playKubelet(b, ctx, env.Config, env.Client, s.jobTime, obs)
 	defer stopKubelet()
 	reqBefore, _, _ := scrapeManager(b, mgr.port)
-	done, err := obs.waitCompleted(ctx, s.clusters, fire.Add(s.window+30*time.Minute))
+	done, err := obs.waitCompleted(ctx, s.clusters, fire.Add(s.window+10*time.Minute))
 	if err != nil {
 		b.Fatalf("%v (manager log: %s, kube-controller-manager log: %s)", err, mgr.logPath, kcm.LogPath())
 	}
@@ -146,58 +143,6 @@ func runFleetBench(b *testing.B, bin string, s fleetSettings) {
 	fmt.Printf("fleet bench: per minute after %s (created / started / completed): %s\n", fire.Format("15:04"), obs.perMinute(fire))
 	fmt.Printf("fleet bench: manager peak RSS %.1f MiB, CPU %.1f s; %d API requests while the runs fired (%.2f per cluster); at rest %d requests in %s (%.2f per cluster per day); all requests since start: %s / at the end: %s\n",
 		usage.maxRSSMiB, usage.cpu.Seconds(), reqFired-reqBefore, float64(reqFired-reqBefore)/float64(s.clusters), reqIdle-reqSettled, s.idle, idlePerClusterDay, byMethod, idleByMethod)
-}
-
-// fleetManager is the manager process of the fleet benchmark.
-type fleetManager struct {
-	cmd     *exec.Cmd
-	port    int
-	logPath string
-	usage   *managerUsage
-}
-
-type managerUsage struct {
-	maxRSSMiB float64
-	cpu       time.Duration
-}
-
-func startFleetManager(b *testing.B, bin string, env *framework.Env, s fleetSettings) *fleetManager {
-	b.Helper()
-	kubeconfig, err := env.WriteKubeconfig("bench-manager", []string{"system:masters"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	m := &fleetManager{port: freePort(b), logPath: filepath.Join(b.TempDir(), "manager.log")}
-	logf, err := os.Create(m.logPath)
-	if err != nil {
-		b.Fatal(err)
-	}
-	m.cmd = exec.Command(bin, "manager",
-		"--leader-elect=false", "--enable-webhooks=false",
-		"--metrics-bind-address=127.0.0.1:"+strconv.Itoa(m.port), "--health-probe-bind-address=0",
-		"--image=kdc-etcd-backup:bench", "--s3-endpoint=http://s3.example.com:9000",
-		"--backup-spread-window="+s.window.String(), "--max-concurrent-backups="+strconv.Itoa(s.concurrency))
-	m.cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
-	m.cmd.Stdout, m.cmd.Stderr = logf, logf
-	m.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := m.cmd.Start(); err != nil {
-		b.Fatalf("failed to start the manager: %v", err)
-	}
-	return m
-}
-
-// stop ends the manager (once) and returns its resource usage.
-func (m *fleetManager) stop() managerUsage {
-	if m.usage == nil {
-		_ = m.cmd.Process.Signal(syscall.SIGTERM)
-		_ = m.cmd.Wait()
-		ru := m.cmd.ProcessState.SysUsage().(*syscall.Rusage)
-		m.usage = &managerUsage{
-			maxRSSMiB: float64(ru.Maxrss) / 1024,
-			cpu:       time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
-		}
-	}
-	return *m.usage
 }
 
 // setSchedules sets spec.backup.schedule of every bench cluster.
@@ -347,19 +292,44 @@ func (o *fleetObserver) perMinute(fire time.Time) string {
 }
 
 // playKubelet watches backup Jobs and their pods: every pod that appears runs jobTime and
-// succeeds with a backup's termination message; every Job change goes to obs.
-func playKubelet(b *testing.B, ctx context.Context, c client.WithWatch, jobTime time.Duration, obs *fleetObserver) func() {
+// succeeds with a backup's termination message; every Job change goes to obs. The watches resume
+// from their last resourceVersion when the API server ends them.
+func playKubelet(b *testing.B, ctx context.Context, cfg *rest.Config, c client.Client, jobTime time.Duration, obs *fleetObserver) func() {
 	b.Helper()
 	ctx, cancel := context.WithCancel(ctx)
-	sel := client.MatchingLabels{kdcv1alpha1.LabelComponent: kdcv1alpha1.ComponentBackup}
-	jobs, err := c.Watch(ctx, &batchv1.JobList{}, sel)
+	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
-	pods, err := c.Watch(ctx, &corev1.PodList{}, sel)
-	if err != nil {
-		b.Fatal(err)
+	sel := metav1.ListOptions{LabelSelector: kdcv1alpha1.LabelComponent + "=" + kdcv1alpha1.ComponentBackup}
+	watchFrom := func(list func(context.Context, metav1.ListOptions) (string, error), w func(context.Context, metav1.ListOptions) (watch.Interface, error)) watch.Interface {
+		rv, err := list(ctx, sel)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rw, err := watchtools.NewRetryWatcherWithContext(ctx, rv, &cache.ListWatch{WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = sel.LabelSelector
+			return w(ctx, o)
+		}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return rw
 	}
+	jobs := watchFrom(func(ctx context.Context, o metav1.ListOptions) (string, error) {
+		l, err := cs.BatchV1().Jobs("").List(ctx, o)
+		if err != nil {
+			return "", err
+		}
+		return l.ResourceVersion, nil
+	}, cs.BatchV1().Jobs("").Watch)
+	pods := watchFrom(func(ctx context.Context, o metav1.ListOptions) (string, error) {
+		l, err := cs.CoreV1().Pods("").List(ctx, o)
+		if err != nil {
+			return "", err
+		}
+		return l.ResourceVersion, nil
+	}, cs.CoreV1().Pods("").Watch)
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() {
