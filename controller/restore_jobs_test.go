@@ -303,6 +303,35 @@ func TestRestoreJobFailureDetail(t *testing.T) {
 	}
 }
 
+func TestRestoreJobRevision(t *testing.T) {
+	pod := func(name string, code int32, msg string) corev1.Pod {
+		return corev1.Pod{Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{Name: name,
+			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Message: msg}}}}}}
+	}
+	const result = `{"key":"c/c-20260101T020000Z.db","revision":239,"revisionBefore":2000000241,"bumpRevision":3000000002,"restoredRevision":3000000241,"revisionMarks":{"dataRevision":2000000241}}`
+	want := kdcv1alpha1.RestoreRevision{Revision: 239, RevisionBefore: 2000000241, BumpRevision: 3000000002, RestoredRevision: 3000000241}
+	cases := []struct {
+		name   string
+		pods   []corev1.Pod
+		want   kdcv1alpha1.RestoreRevision
+		wantOK bool
+	}{
+		{"succeeded pod", []corev1.Pod{pod(restoreContainerName, 0, result)}, want, true},
+		{"after a failed pod", []corev1.Pod{pod(restoreContainerName, 1, `{"error":"x","exitCode":1}`), pod(restoreContainerName, 0, result)}, want, true},
+		{"another container", []corev1.Pod{pod("sidecar", 0, result)}, kdcv1alpha1.RestoreRevision{}, false},
+		{"a result without revisions (an older binary)", []corev1.Pod{pod(restoreContainerName, 0, `{"key":"c/c-20260101T020000Z.db"}`)}, kdcv1alpha1.RestoreRevision{}, false},
+		{"not JSON", []corev1.Pod{pod(restoreContainerName, 0, "done")}, kdcv1alpha1.RestoreRevision{}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := restoreJobRevision(tc.pods)
+			if diff := cmp.Diff([]any{tc.want, tc.wantOK}, []any{got, ok}); diff != "" {
+				t.Errorf("restoreJobRevision() (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
 func TestRestoreRestoreArgsTargetVersion(t *testing.T) {
 	c := testCluster("ns1", "prod", "ds", nil)
 	cases := []struct {
