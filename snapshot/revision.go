@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"kube-dc.com/etcd-backup/api/v1alpha1"
 )
@@ -56,7 +57,7 @@ func readRevisionMarks(ctx context.Context, c *s3.Client, loc S3Location, cluste
 	m := revisionMarks{Given: given}
 	var err error
 	if m.Data, err = dataDirRevision(dataDir); err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			return m, errorf(ExitLocalIO, "the database in %s is locked by another process: etcd still runs on it; stop etcd (scale its StatefulSet to 0) before restoring", dataDir)
 		}
 		m.DataError = err.Error()
