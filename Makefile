@@ -11,6 +11,14 @@ STATICCHECK_VERSION := v0.8.2
 CONTROLLER_GEN := $(TOOLS)/controller-gen
 STATICCHECK := $(TOOLS)/staticcheck
 LDFLAGS := -X kube-dc.com/etcd-backup/version.Version=$(VERSION) -X kube-dc.com/etcd-backup/version.Commit=$(shell git rev-parse --short HEAD 2>/dev/null)
+# The image (make image): its binary and CA bundle go to IMAGE_DIR (the Dockerfile copies them
+# from there), the archive to IMAGE_ARCHIVE. File and creation times are the commit's, so two
+# builds of one commit give one digest.
+IMAGE_DIR ?= $(LOCALBIN)/image
+IMAGE_ARCHIVE ?= $(LOCALBIN)/kdc-etcd-backup-image.tar
+IMAGE_SOURCE ?= https://kube-dc.com/etcd-backup
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+REGISTRY ?=
 # Test timeout: the integration and e2e suites start real control planes.
 TEST_TIMEOUT ?= 45m
 GO_TEST_FLAGS ?=
@@ -85,7 +93,19 @@ bench: bins build ## Run the benchmarks and print their figures (see docs/benchm
 
 .PHONY: build
 build: ## Build the binary into bin/kdc-etcd-backup and the kubectl plugin into bin/kubectl-kdc.
-	CGO_ENABLED=0 go build -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/ ./cmd/kdc-etcd-backup ./cmd/kubectl-kdc
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/ ./cmd/kdc-etcd-backup ./cmd/kubectl-kdc
+
+.PHONY: image
+image: ## Build the OCI image archive bin/kdc-etcd-backup-image.tar without a Docker daemon (docs/install.md).
+	CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "$(LDFLAGS)" -o $(IMAGE_DIR)/kdc-etcd-backup ./cmd/kdc-etcd-backup
+	go run ./hack/image build --binary $(IMAGE_DIR)/kdc-etcd-backup --ca-out $(IMAGE_DIR)/ca-certificates.crt \
+	  --arch $$(go env GOARCH) --tag $(IMG) --out $(IMAGE_ARCHIVE) --version $(VERSION) \
+	  --revision $$(git rev-parse HEAD 2>/dev/null) --source $(IMAGE_SOURCE) --created $(SOURCE_DATE_EPOCH)
+
+.PHONY: image-push
+image-push: image ## Push the image archive to $(REGISTRY)/kdc-etcd-backup:$(VERSION) (docker config credentials).
+	@test -n "$(REGISTRY)" || { echo "set REGISTRY, e.g. make image-push REGISTRY=registry.example/team"; exit 1; }
+	go run ./hack/image push --archive $(IMAGE_ARCHIVE) --ref $(REGISTRY)/kdc-etcd-backup:$(VERSION)
 
 .PHONY: run
 run: build ## Run the manager against the current kubeconfig with a self-signed certificate.
