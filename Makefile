@@ -70,7 +70,7 @@ verify: generate manifests ## Regenerate everything and fail if the committed fi
 ##@ Test
 
 .PHONY: bins
-bins: ## Build the real test binaries (kube-apiserver, kube-controller-manager, kubectl, etcd 3.5/3.6/3.7, MinIO), cached.
+bins: ## Build the real test binaries (kube-apiserver, kube-controller-manager, kubectl, etcd 3.5/3.6/3.7, MinIO) and the pinned promtool and helm, cached.
 	hack/bins.sh all
 
 .PHONY: test
@@ -106,6 +106,10 @@ image: ## Build the OCI image archive bin/kdc-etcd-backup-image.tar without a Do
 image-push: image ## Push the image archive to $(REGISTRY)/kdc-etcd-backup:$(VERSION) (docker config credentials).
 	@test -n "$(REGISTRY)" || { echo "set REGISTRY, e.g. make image-push REGISTRY=registry.example/team"; exit 1; }
 	go run ./hack/image push --archive $(IMAGE_ARCHIVE) --ref $(REGISTRY)/kdc-etcd-backup:$(VERSION)
+
+.PHONY: dist
+dist: ## Build kubectl-kdc archives for linux/darwin on amd64/arm64, their checksums and the krew manifest into bin/dist.
+	VERSION=$(VERSION) LDFLAGS="$(LDFLAGS)" SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) hack/dist.sh
 
 .PHONY: run
 run: build ## Run the manager against the current kubeconfig with a self-signed certificate.

@@ -79,6 +79,7 @@ type RestoreReconciler struct {
 // own (restore_jobpods.go), so a Job is decided as soon as its pod terminates.
 func SetupRestoreReconciler(mgr ctrl.Manager, o Options) error {
 	registerRestoreMetrics()
+	restoreDeadlines.use(mgr.GetClient(), o.RestoreTimeouts, mgr.Elected())
 	r := &RestoreReconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),

@@ -38,7 +38,7 @@ const restoreRecoveryPhase kdcv1alpha1.RestorePhase = "Recovery"
 // registerRestoreMetrics adds the restore metrics to controller-runtime's registry, once per
 // process; SetupRestoreReconciler calls it (see registerBackupMetrics).
 var registerRestoreMetrics = sync.OnceFunc(func() {
-	metrics.Registry.MustRegister(restorePhaseDuration, restoresTotal, restoresStarted)
+	metrics.Registry.MustRegister(restorePhaseDuration, restoresTotal, restoresStarted, restoreDeadlines)
 })
 
 // restoreObservePhase records the duration of a phase that ended.

@@ -4,13 +4,15 @@
 #           laid out as an envtest KUBEBUILDER_ASSETS directory: bin/k8s/
 #   etcd    etcd, etcdctl, etcdutl for each version in ETCD_VERSIONS: bin/etcd-<version>/
 #   minio   MinIO server: bin/minio/minio
+#   promtool  Prometheus's promtool (rule unit tests): bin/tools/promtool
+#   helm      Helm v4 (chart lint, template, install): bin/tools/helm
 #
 # Builds are idempotent and cached twice: bin/<dir>/.stamp records what bin/ holds, and a
 # per-user cache keyed by version (${XDG_CACHE_HOME:-~/.cache}/kdc-etcd-backup) lets a fresh
 # clone on the same machine relink in seconds. Wrapper modules live in that cache, never in
 # this project's go.mod.
 #
-# Usage: hack/bins.sh [k8s|etcd|minio|all]...
+# Usage: hack/bins.sh [k8s|etcd|minio|promtool|helm|all]...
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,6 +26,9 @@ K8S_STAGING_VERSION=v0.37.2
 ETCD_MAIN_VERSION=v3.7.3
 ETCD_VERSIONS=${ETCD_VERSIONS:-"v3.7.3 v3.6.16 v3.5.35"}
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+# Prometheus's Go module versions track its releases: v0.316.0 is Prometheus 3.16.0.
+PROMETHEUS_VERSION=v0.316.0
+HELM_VERSION=v4.3.2
 
 export GOFLAGS="${GOFLAGS:-} -trimpath"
 export CGO_ENABLED=0
@@ -134,6 +139,35 @@ build_minio() {
   fresh "${BIN}/minio" "minio-${MINIO_VERSION}" || link_into "${BIN}/minio" "${out}" "minio-${MINIO_VERSION}"
 }
 
+# build_tool NAME VERSION PACKAGE [LDFLAGS]: go install PACKAGE@VERSION into the cache, then link
+# it into bin/tools. Neither module has replace directives, so no wrapper module is needed and
+# neither touches this project's go.mod.
+build_tool() {
+  local tool=$1 v=$2 pkg=$3 ld=${4:-} out="${CACHE}/$1-$2"
+  if [[ ! -x "${out}/${tool}" ]]; then
+    log "building ${tool} ${v} (several minutes cold)"
+    rm -rf "${out}.tmp" && mkdir -p "${out}.tmp"
+    GOBIN="${out}.tmp" go install -ldflags "-s -w ${ld}" "${pkg}@${v}"
+    rm -rf "${out}" && mv "${out}.tmp" "${out}"
+  fi
+  local dst="${BIN}/tools" stamp="${tool}-${v}"
+  if [[ ! -x "${dst}/${tool}" || "$(cat "${dst}/.${tool}.stamp" 2>/dev/null)" != "${stamp}" ]]; then
+    mkdir -p "${dst}" && rm -f "${dst}/${tool}"
+    ln "${out}/${tool}" "${dst}/${tool}" 2>/dev/null || cp "${out}/${tool}" "${dst}/${tool}"
+    echo "${stamp}" >"${dst}/.${tool}.stamp"
+  fi
+}
+
+build_promtool() {
+  build_tool promtool "${PROMETHEUS_VERSION}" github.com/prometheus/prometheus/cmd/promtool \
+    "-X github.com/prometheus/common/version.Version=${PROMETHEUS_VERSION}"
+}
+
+build_helm() {
+  build_tool helm "${HELM_VERSION}" helm.sh/helm/v4/cmd/helm \
+    "-X helm.sh/helm/v4/internal/version.version=${HELM_VERSION}"
+}
+
 mkdir -p "${BIN}" "${CACHE}/src"
 targets=("$@"); [[ ${#targets[@]} -gt 0 ]] || targets=(all)
 for t in "${targets[@]}"; do
@@ -141,7 +175,9 @@ for t in "${targets[@]}"; do
     k8s) build_k8s ;;
     etcd) for v in ${ETCD_VERSIONS}; do build_etcd "$v"; done ;;
     minio) build_minio ;;
-    all) build_k8s; for v in ${ETCD_VERSIONS}; do build_etcd "$v"; done; build_minio ;;
-    *) echo "unknown target $t (want k8s, etcd, minio or all)" >&2; exit 2 ;;
+    promtool) build_promtool ;;
+    helm) build_helm ;;
+    all) build_k8s; for v in ${ETCD_VERSIONS}; do build_etcd "$v"; done; build_minio; build_promtool; build_helm ;;
+    *) echo "unknown target $t (want k8s, etcd, minio, promtool, helm or all)" >&2; exit 2 ;;
   esac
 done
