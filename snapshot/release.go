@@ -4,8 +4,6 @@ import (
 	"os"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // releaseChunk is how much of the download releaseCopied frees at a time.
@@ -20,20 +18,8 @@ const releasePoll = time.Millisecond
 // byte of the source below the destination's size has been read. A network filesystem's
 // server-side copy gives no such guarantee, so the download is kept whole there.
 func punchesSafely(f *os.File) bool {
-	var st unix.Statfs_t
-	if err := unix.Fstatfs(int(f.Fd()), &st); err != nil {
-		return false
-	}
-	return punchableFS(st.Type)
-}
-
-// punchableFS reports whether a filesystem of statfs type t is one punchesSafely accepts.
-func punchableFS(t int64) bool {
-	switch t {
-	case unix.EXT4_SUPER_MAGIC, unix.XFS_SUPER_MAGIC, unix.BTRFS_SUPER_MAGIC, unix.TMPFS_MAGIC:
-		return true
-	}
-	return false
+	_, punchable, err := fileVolume(f)
+	return err == nil && punchable
 }
 
 // releaseCopied frees the downloaded snapshot src (its blocks on the data volume and its page
@@ -85,7 +71,7 @@ func releaseCopied(src *os.File, size int64, dst string) func() {
 			if copied <= released {
 				continue
 			}
-			if err := unix.Fallocate(int(src.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, released, copied-released); err != nil {
+			if err := punchHole(src, released, copied-released); err != nil {
 				return
 			}
 			released = copied

@@ -15,7 +15,6 @@ import (
 	"go.etcd.io/etcd/server/v3/storage/backend"
 	"go.etcd.io/etcd/server/v3/storage/wal"
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
 
 	"kube-dc.com/etcd-backup/api/v1alpha1"
 )
@@ -148,12 +147,10 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 // restoreSpaceHint says how much free space a restore of a snapshot of size bytes needs next to
 // the data directory, and how much parent's volume has (after the failed restore cleaned up).
 func restoreSpaceHint(parent string, size int64) string {
-	var st unix.Statfs_t
-	if err := unix.Statfs(parent, &st); err != nil {
+	free, punches, err := pathVolume(parent)
+	if err != nil {
 		return fmt.Sprintf("a restore of this snapshot needs about %s free", mib(restoreSpaceNeeded(size, false)))
 	}
-	free := int64(st.Bavail) * st.Bsize
-	punches := punchableFS(st.Type)
 	copies := "once (the download is freed as etcdutl copies it)"
 	if !punches {
 		copies = "twice (the download and etcdutl's copy)"
@@ -339,7 +336,7 @@ func removeInBackground(path string) func() error {
 // small for the snapshot fails here, before anything is downloaded. A filesystem without
 // fallocate is not an error; only a full volume is.
 func preallocate(f *os.File, size int64) error {
-	err := unix.Fallocate(int(f.Fd()), 0, 0, size)
+	err := fallocate(f, size)
 	if err != nil && isDiskFull(err) {
 		return err
 	}

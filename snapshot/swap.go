@@ -18,7 +18,7 @@ func PreviousDataDir(dataDir string) string { return filepath.Clean(dataDir) + P
 // exchange atomically swaps the directories a and b (renameat2 RENAME_EXCHANGE). On a filesystem
 // without it, it falls back to three renames through a temporary name next to a.
 func exchange(a, b string) error {
-	err := unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_EXCHANGE)
+	err := renameat2(a, b, flagExchange)
 	if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EOPNOTSUPP) {
 		return err
 	}
@@ -90,7 +90,7 @@ func syncTree(root string) error {
 
 // renameNoReplace renames a to b, failing when b exists.
 func renameNoReplace(a, b string) error {
-	err := unix.Renameat2(unix.AT_FDCWD, a, unix.AT_FDCWD, b, unix.RENAME_NOREPLACE)
+	err := renameat2(a, b, flagNoReplace)
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) {
 		if ok, serr := exists(b); serr != nil || ok {
 			return errors.Join(serr, fs.ErrExist)

@@ -69,15 +69,7 @@ func builtTwice(t *testing.T) [2]string {
 }
 
 func makeImage(dir, archive string) (string, error) {
-	cmd := exec.Command("make", "--no-print-directory", "image", "IMAGE_DIR="+dir, "IMAGE_ARCHIVE="+archive)
-	cmd.Dir = framework.RootDir()
-	// A parent make's job server is not ours to join.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "MAKEFLAGS=") && !strings.HasPrefix(kv, "MFLAGS=") && !strings.HasPrefix(kv, "MAKELEVEL=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	out, err := cmd.CombinedOutput()
+	out, err := framework.Make("image", "IMAGE_DIR="+dir, "IMAGE_ARCHIVE="+archive).CombinedOutput()
 	return string(out), err
 }
 

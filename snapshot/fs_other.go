@@ -1,0 +1,34 @@
+//go:build !linux
+
+package snapshot
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// Elsewhere the data path's Linux calls are unsupported and the callers take their fallbacks:
+// three renames instead of one exchange, no preallocation, the download kept whole. kubectl-kdc
+// (darwin) only needs the package's S3 side.
+
+const (
+	flagExchange  = 0
+	flagNoReplace = 0
+)
+
+func renameat2(a, b string, flags uint) error { return unix.ENOSYS }
+
+func fallocate(*os.File, int64) error { return unix.ENOTSUP }
+
+func punchHole(*os.File, int64, int64) error { return unix.ENOTSUP }
+
+func fileVolume(*os.File) (int64, bool, error) { return 0, false, unix.ENOTSUP }
+
+func pathVolume(path string) (int64, bool, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return 0, false, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), false, nil
+}
