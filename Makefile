@@ -19,6 +19,7 @@ IMAGE_ARCHIVE ?= $(LOCALBIN)/kdc-etcd-backup-image.tar
 IMAGE_SOURCE ?= https://kube-dc.com/etcd-backup
 SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 REGISTRY ?=
+CHART := charts/kdc-etcd-backup
 # Test timeout: the integration and e2e suites start real control planes.
 TEST_TIMEOUT ?= 45m
 GO_TEST_FLAGS ?=
@@ -45,6 +46,12 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook configurations f
 	$(CONTROLLER_GEN) crd paths="./api/kamaji/..." output:crd:artifacts:config=test/crds
 	$(CONTROLLER_GEN) rbac:roleName=kdc-etcd-backup-manager paths="./controller/...;./webhook/..." output:rbac:artifacts:config=manifests/rbac
 	$(CONTROLLER_GEN) webhook paths="./webhook/..." output:webhook:artifacts:config=manifests/webhook
+	@# The chart reads the same generated files: its own copies, since Helm reads only files inside the chart.
+	mkdir -p $(CHART)/crds $(CHART)/files/generated
+	cp manifests/crd/bases/*.yaml $(CHART)/crds/
+	cp manifests/rbac/role.yaml $(CHART)/files/generated/role.yaml
+	cp manifests/rbac/operator_roles.yaml $(CHART)/files/generated/operator_roles.yaml
+	cp manifests/webhook/manifests.yaml $(CHART)/files/generated/webhooks.yaml
 
 .PHONY: fmt
 fmt: ## Run gofmt on the code.
@@ -62,9 +69,9 @@ lint: $(STATICCHECK) ## Check formatting and run staticcheck.
 .PHONY: verify
 verify: generate manifests ## Regenerate everything and fail if the committed files drift (incl. go.mod).
 	@go mod tidy -diff || { echo "go.mod/go.sum are not tidy; run 'go mod tidy' and commit"; exit 1; }
-	@if [ -n "$$(git status --porcelain -- api manifests test/crds)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api manifests test/crds $(CHART))" ]; then \
 	  echo "generated files are out of date; run 'make generate manifests' and commit:"; \
-	  git status --porcelain -- api manifests test/crds; git --no-pager diff --stat -- api manifests test/crds; exit 1; fi
+	  git status --porcelain -- api manifests test/crds $(CHART); git --no-pager diff --stat -- api manifests test/crds $(CHART); exit 1; fi
 	@echo "generated files are up to date"
 
 ##@ Test

@@ -1,5 +1,6 @@
-// Package install checks the kustomize install tree (manifests/default) against a real
-// kube-apiserver with cert-manager's CRDs: a server-side dry-run of the whole install succeeds,
-// and the pieces that must agree (Service, serving Certificate DNS names, inject-ca-from, the
-// Secret the Deployment mounts, RBAC subjects) do.
+// Package install checks both installs against a real kube-apiserver with cert-manager's CRDs:
+// the kustomize tree (manifests/default) and the Helm chart (charts/kdc-etcd-backup) pass a
+// server-side dry-run, the chart with default values renders exactly the kustomize objects, its
+// values reach the objects they are for, and the pieces that must agree (Service, serving
+// Certificate DNS names, inject-ca-from, the Secret the Deployment mounts, RBAC subjects) do.
 package install
