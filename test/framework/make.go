@@ -1,8 +1,10 @@
 package framework
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 )
 
@@ -17,4 +19,14 @@ func Make(args ...string) *exec.Cmd {
 		}
 	}
 	return cmd
+}
+
+// BuildImage runs `make image` into dir and returns the image archive: the working tree's image,
+// never a stale bin/kdc-etcd-backup-image.tar.
+func BuildImage(dir string) (string, error) {
+	archive := filepath.Join(dir, "kdc-etcd-backup-image.tar")
+	if out, err := Make("image", "IMAGE_DIR="+dir, "IMAGE_ARCHIVE="+archive).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("make image: %w\n%s", err, out)
+	}
+	return archive, nil
 }

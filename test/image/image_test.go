@@ -54,10 +54,7 @@ func builtTwice(t *testing.T) [2]string {
 			return
 		}
 		for i := range archives {
-			d := filepath.Join(dir, string(rune('a'+i)))
-			archives[i] = filepath.Join(d, "kdc-etcd-backup-image.tar")
-			if out, err := makeImage(d, archives[i]); err != nil {
-				buildErr = errors.New(err.Error() + "\n" + out)
+			if archives[i], buildErr = framework.BuildImage(filepath.Join(dir, string(rune('a'+i)))); buildErr != nil {
 				return
 			}
 		}
@@ -66,11 +63,6 @@ func builtTwice(t *testing.T) [2]string {
 		t.Fatalf("make image: %v", buildErr)
 	}
 	return archives
-}
-
-func makeImage(dir, archive string) (string, error) {
-	out, err := framework.Make("image", "IMAGE_DIR="+dir, "IMAGE_ARCHIVE="+archive).CombinedOutput()
-	return string(out), err
 }
 
 func load(t *testing.T, archive string) v1.Image {

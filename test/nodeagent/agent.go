@@ -45,6 +45,11 @@ type Options struct {
 	// repository's last path element: "mirror/etcd:3.5.35-0" matches the key
 	// "etcd:3.5.35-0" or "etcd". Default: DefaultImages().
 	Images map[string]string
+	// ImageArchives maps container images, looked up the same way and before Images, to image
+	// archives (docker-compatible tarballs, `make image`): the container runs the image's
+	// entrypoint, user and environment inside the image's own root filesystem, unpacked once
+	// under StateDir/images. Default: DefaultImageArchives().
+	ImageArchives map[string]string
 	// PodCIDR is the loopback block pod addresses come from, such as "127.77.3.0/24"; its first
 	// address is the node's own (hostIP). Default: a random /24 in 127.64.0.0/10, so that
 	// agents of test binaries running in parallel do not collide.
@@ -77,6 +82,7 @@ type Agent struct {
 	self   string
 	hostIP string
 	ipam   *ipam
+	roots  imageRoots
 
 	pods      corelisters.PodLister
 	services  corelisters.ServiceLister
@@ -103,6 +109,9 @@ func New(cfg *rest.Config, opts Options) *Agent {
 	}
 	if opts.Images == nil {
 		opts.Images = DefaultImages()
+	}
+	if opts.ImageArchives == nil {
+		opts.ImageArchives = DefaultImageArchives()
 	}
 	if opts.BindPods == nil {
 		t := true
@@ -179,6 +188,7 @@ func (a *Agent) Start(ctx context.Context) error {
 			return err
 		}
 	}
+	a.roots.dir = filepath.Join(a.opts.StateDir, "images")
 	if a.ipam, err = newIPAM(a.opts.PodCIDR); err != nil {
 		return err
 	}

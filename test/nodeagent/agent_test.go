@@ -2,7 +2,7 @@ package nodeagent_test
 
 import (
 	"fmt"
-	"path/filepath"
+	"os"
 	"strings"
 	"time"
 
@@ -23,8 +23,8 @@ import (
 // etcdDir holds etcd and etcdctl v3.5, the default "etcd" image.
 var etcdDir = framework.EtcdDir(framework.EtcdVersion35)
 
-// shellPath lets a shell in an "etcd" or "kdc-etcd-backup" container find the image's tools.
-var shellPath = corev1.EnvVar{Name: "PATH", Value: etcdDir + ":" + filepath.Join(framework.RootDir(), "bin") + ":/usr/bin:/bin"}
+// shellPath lets a shell in an "etcd" container find the image's tools.
+var shellPath = corev1.EnvVar{Name: "PATH", Value: etcdDir + ":/usr/bin:/bin"}
 
 func newJob(ns, name string, c corev1.Container, mutate ...func(*batchv1.Job)) *batchv1.Job {
 	if c.Name == "" {
@@ -102,17 +102,24 @@ var _ = Describe("Node agent", func() {
 		Expect(node.Status.Allocatable).To(HaveKey(corev1.ResourcePods))
 	})
 
-	It("completes a Job running the project's binary as a non-root user and reports its termination message", func() {
-		term := runJob(newJob(ns, "version", corev1.Container{
-			Image:           "kdc-etcd-backup:dev",
-			Command:         []string{"sh", "-c", "kdc-etcd-backup --version | tee /dev/termination-log; id -u >> /dev/termination-log"},
-			Env:             []corev1.EnvVar{shellPath},
-			SecurityContext: &corev1.SecurityContext{RunAsUser: ptr.To[int64](65532), RunAsNonRoot: ptr.To(true)},
-		}), false)
+	It("runs the product's image from its archive: its own root filesystem, entrypoint and user", func() {
+		// /kdc-etcd-backup exists only inside the image's root filesystem.
+		j := newJob(ns, "version", corev1.Container{Image: "kdc-etcd-backup:v0.1.0", Command: []string{"/kdc-etcd-backup", "--version"}})
+		term := runJob(j, false)
 		Expect(term.ExitCode).To(BeZero())
-		Expect(term.Reason).To(Equal("Completed"))
-		Expect(term.Message).To(HavePrefix("kdc-etcd-backup "))
-		Expect(term.Message).To(HaveSuffix("65532\n"))
+		var pod *corev1.Pod
+		Eventually(func(g Gomega) { pod = jobPod(g, j) }).Should(Succeed())
+		out, err := os.ReadFile(agent.LogPath(pod, "main"))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(string(out)).To(HavePrefix("kdc-etcd-backup v0.1.0 "))
+
+		// Args alone go to the image's entrypoint.
+		term = runJob(newJob(ns, "entrypoint", corev1.Container{
+			Image: "kdc-etcd-backup:v0.1.0", Args: []string{"no-such-subcommand"},
+			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		}), true)
+		Expect(term.ExitCode).To(Equal(int32(64)))
+		Expect(term.Message).To(ContainSubstring(`unknown subcommand "no-such-subcommand"`))
 	})
 
 	It("runs an image's entrypoint with args and expands $(VAR) from the downward API", func() {

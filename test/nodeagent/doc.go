@@ -20,11 +20,17 @@
 //   - Node: registers a Ready Node (Options.NodeName, default "nodeagent") with allocatable
 //     resources and keeps its status fresh. There is no kube-scheduler: the agent binds every
 //     unscheduled pod of the default scheduler to its node (pods/binding).
-//   - Images: a container image maps to a local binary, the image's entrypoint, by the table
-//     Options.Images (default DefaultImages: kdc-etcd-backup, etcd [v3.5 by default, "etcd:3.6"
-//     and "etcd:3.7" tags], kube-apiserver, kubectl, minio from bin/). The process runs the binary
-//     with command[1:] and args; a command naming another file beside the binary (etcdctl,
-//     etcdutl in the etcd image) or a program of this machine (/bin/sh) runs that instead.
+//   - Images: the product's image runs from its image archive (Options.ImageArchives, default
+//     DefaultImageArchives: bin/kdc-etcd-backup-image.tar, `make image`), as a container runtime
+//     would run it: the archive's layers are unpacked once into a root filesystem under
+//     StateDir/images, the container is chrooted into it with /proc and the basic /dev nodes, and
+//     runs the config's entrypoint and cmd (command and args replace them as in Kubernetes), its
+//     environment (the container's env wins) and working directory, and its user unless the pod
+//     names one. Every other image maps to a local binary, the image's entrypoint, by the table
+//     Options.Images (default DefaultImages: etcd [v3.5 by default, "etcd:3.6" and "etcd:3.7"
+//     tags], kube-apiserver, kubectl, minio from bin/). The process runs the binary with
+//     command[1:] and args; a command naming another file beside the binary (etcdctl, etcdutl in
+//     the etcd image) or a program of this machine (/bin/sh) runs that instead.
 //     $(VAR) references are expanded; env comes from value, Secret, ConfigMap, envFrom and the
 //     downward API (status.podIP, metadata.name, ...); KUBERNETES_SERVICE_HOST/PORT point at the
 //     agent's API server.

@@ -11,19 +11,19 @@ import (
 	"kube-dc.com/etcd-backup/test/framework"
 )
 
-// DefaultImages maps the images of the project's manifests and tests to the binaries
-// hack/bins.sh and the build put under bin/. Keys are matched as described on Options.Images.
+// DefaultImages maps the images of the project's tests to the binaries hack/bins.sh puts under
+// bin/. Keys are matched as described on Options.Images. The product's own image runs from its
+// archive (DefaultImageArchives).
 func DefaultImages() map[string]string {
 	etcd35 := filepath.Join(framework.EtcdDir(framework.EtcdVersion35), "etcd")
 	etcd36 := filepath.Join(framework.EtcdDir(framework.EtcdVersion36), "etcd")
 	etcd37 := filepath.Join(framework.EtcdDir(framework.EtcdVersion), "etcd")
 	apiserver := filepath.Join(framework.KubeAssetsDir(), "kube-apiserver")
 	m := map[string]string{
-		"kdc-etcd-backup": filepath.Join(framework.RootDir(), "bin", "kdc-etcd-backup"),
-		"etcd":            etcd35,
-		"kube-apiserver":  apiserver,
-		"kubectl":         framework.Kubectl(),
-		"minio":           framework.MinIOBinary(),
+		"etcd":           etcd35,
+		"kube-apiserver": apiserver,
+		"kubectl":        framework.Kubectl(),
+		"minio":          framework.MinIOBinary(),
 	}
 	for _, tag := range []string{"3.5", "v3.5", "3.5.35", "v3.5.35", "3.5.35-0"} {
 		m["etcd:"+tag] = etcd35
@@ -57,24 +57,68 @@ func imageKeys(image string) []string {
 	return append(keys, repo, base)
 }
 
-// resolveImage returns the local binary for image.
-func resolveImage(images map[string]string, image string) (string, error) {
+// lookupImage finds image in a table keyed as Options.Images describes.
+func lookupImage(table map[string]string, image string) (string, bool) {
 	for _, k := range imageKeys(image) {
-		if bin, ok := images[k]; ok {
-			if _, err := exec.LookPath(bin); err != nil {
-				return "", fmt.Errorf("binary %s for image %q is not executable: %w", bin, image, err)
-			}
-			return bin, nil
+		if v, ok := table[k]; ok {
+			return v, true
 		}
 	}
-	return "", &imageError{image}
+	return "", false
 }
 
-// imageError says an image has no local binary, reported as ErrImageNeverPull.
+// resolveImage returns the local binary for image.
+func resolveImage(images map[string]string, image string) (string, error) {
+	bin, ok := lookupImage(images, image)
+	if !ok {
+		return "", &imageError{image}
+	}
+	if _, err := exec.LookPath(bin); err != nil {
+		return "", fmt.Errorf("binary %s for image %q is not executable: %w", bin, image, err)
+	}
+	return bin, nil
+}
+
+// imageError says an image has neither an archive nor a local binary, reported as
+// ErrImageNeverPull.
 type imageError struct{ image string }
 
 func (e *imageError) Error() string {
-	return fmt.Sprintf("no local binary for image %q in the node agent's image table (Options.Images)", e.image)
+	return fmt.Sprintf("no image archive or local binary for image %q in the node agent's tables (Options.ImageArchives, Options.Images)", e.image)
+}
+
+// containerRun is how a container of an image runs: its argv and, for an image archive, the
+// root filesystem and the image config's environment, user and working directory.
+type containerRun struct {
+	argv       []string
+	rootfs     string
+	env        []string
+	uid, gid   *int64
+	workingDir string
+}
+
+// resolveRun resolves a container's image and its command and args.
+func (a *Agent) resolveRun(image string, command, args []string) (*containerRun, error) {
+	if archive, ok := lookupImage(a.opts.ImageArchives, image); ok {
+		root, err := a.roots.root(archive)
+		if err != nil {
+			return nil, err
+		}
+		argv, err := root.imageArgv(command, args)
+		if err != nil {
+			return nil, err
+		}
+		uid, gid, err := root.imageUser()
+		if err != nil {
+			return nil, err
+		}
+		return &containerRun{argv: argv, rootfs: root.dir, env: root.env, uid: uid, gid: gid, workingDir: root.workingDir}, nil
+	}
+	bin, err := resolveImage(a.opts.Images, image)
+	if err != nil {
+		return nil, err
+	}
+	return &containerRun{argv: resolveArgv(bin, command, args)}, nil
 }
 
 // resolveArgv turns a container's command and args into the argv to exec, the image's

@@ -24,7 +24,10 @@ const initStatusFD = 3
 
 // launchSpec is everything the container init needs, written by the agent as JSON.
 type launchSpec struct {
-	Argv     []string    `json:"argv"`
+	Argv []string `json:"argv"`
+	// Rootfs, when set, is the image's unpacked root filesystem: mounts go inside it and the
+	// process runs chrooted into it.
+	Rootfs   string      `json:"rootfs,omitempty"`
 	Env      []string    `json:"env"`
 	Dir      string      `json:"dir,omitempty"`
 	Hostname string      `json:"hostname,omitempty"`
@@ -74,8 +77,22 @@ func containerInit(path string) error {
 	sort.SliceStable(mounts, func(i, j int) bool {
 		return strings.Count(filepath.Clean(mounts[i].Target), "/") < strings.Count(filepath.Clean(mounts[j].Target), "/")
 	})
+	if spec.Rootfs != "" {
+		mounts = append(runtimeMounts(), mounts...)
+	}
 	for _, m := range mounts {
+		if spec.Rootfs != "" {
+			m.Target = filepath.Join(spec.Rootfs, m.Target)
+		}
 		if err := bindMount(m); err != nil {
+			return err
+		}
+	}
+	if spec.Rootfs != "" {
+		if err := syscall.Chroot(spec.Rootfs); err != nil {
+			return fmt.Errorf("failed to enter the image's root filesystem %s: %w", spec.Rootfs, err)
+		}
+		if err := os.Chdir("/"); err != nil {
 			return err
 		}
 	}
@@ -123,6 +140,16 @@ func containerInit(path string) error {
 		return fmt.Errorf("failed to exec %s: %w", argv0, err)
 	}
 	return nil
+}
+
+// runtimeMounts are what a container runtime gives every container of an image: /proc and the
+// basic device nodes (each node on its own, so that /dev of the root filesystem stays its own).
+func runtimeMounts() []mountSpec {
+	m := []mountSpec{{Source: "/proc", Target: "/proc"}}
+	for _, dev := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+		m = append(m, mountSpec{Source: "/dev/" + dev, Target: "/dev/" + dev})
+	}
+	return m
 }
 
 func bindMount(m mountSpec) error {

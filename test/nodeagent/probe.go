@@ -121,11 +121,11 @@ func (w *podWorker) probe(ctx context.Context, pod *corev1.Pod, c *container, pr
 			return fmt.Errorf("container not started")
 		}
 		spec := *c.launch
-		bin, err := resolveImage(w.a.opts.Images, c.spec.Image)
+		run, err := w.a.resolveRun(c.spec.Image, pr.Exec.Command, nil)
 		if err != nil {
 			return err
 		}
-		spec.Argv = resolveArgv(bin, pr.Exec.Command, nil)
+		spec.Argv = run.argv
 		var out bytes.Buffer
 		p, err := startProcess(w.a.self, filepath.Join(w.dir, "specs", c.spec.Name+"-probe.json"), &spec, &out)
 		if err != nil {

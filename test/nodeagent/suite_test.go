@@ -3,6 +3,7 @@ package nodeagent_test
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -44,7 +45,11 @@ var _ = BeforeSuite(func() {
 	log := zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true))
 	stateDir, err := os.MkdirTemp("", "kdc-nodeagent-test-")
 	Expect(err).NotTo(HaveOccurred())
-	agent = nodeagent.New(env.Config, nodeagent.Options{Logger: &log, StateDir: stateDir})
+	// The product's image, built from the working tree.
+	archive, err := framework.BuildImage(filepath.Join(stateDir, "image"))
+	Expect(err).NotTo(HaveOccurred())
+	agent = nodeagent.New(env.Config, nodeagent.Options{Logger: &log, StateDir: stateDir,
+		ImageArchives: map[string]string{"kdc-etcd-backup": archive}})
 	Expect(agent.Start(ctx)).To(Succeed())
 	DeferCleanup(agent.Stop)
 	GinkgoWriter.Printf("node agent state and logs: %s\n", agent.StateDir())

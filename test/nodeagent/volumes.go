@@ -348,10 +348,6 @@ func (a *Agent) token(ctx context.Context, pod *corev1.Pod, audience string, exp
 
 // launchSpec builds what the container init needs to run container c of pod.
 func (w *podWorker) launchSpec(ctx context.Context, pod *corev1.Pod, c *container) (*launchSpec, error) {
-	bin, err := resolveImage(w.a.opts.Images, c.spec.Image)
-	if err != nil {
-		return nil, err
-	}
 	vars, order, err := w.containerEnv(ctx, pod, &c.spec)
 	if err != nil {
 		return nil, err
@@ -363,13 +359,26 @@ func (w *podWorker) launchSpec(ctx context.Context, pod *corev1.Pod, c *containe
 	for _, s := range c.spec.Args {
 		args = append(args, expand(s, vars))
 	}
-	spec := &launchSpec{Argv: resolveArgv(bin, cmd, args), Dir: c.spec.WorkingDir, Hostname: w.hostname}
-	uid, gid, groups := runAs(pod, &c.spec)
+	run, err := w.a.resolveRun(c.spec.Image, cmd, args)
+	if err != nil {
+		return nil, err
+	}
+	spec := &launchSpec{Argv: run.argv, Rootfs: run.rootfs, Dir: c.spec.WorkingDir, Hostname: w.hostname}
+	if spec.Dir == "" {
+		spec.Dir = run.workingDir
+	}
+	uid, gid, groups := containerUser(pod, &c.spec, run)
 	spec.UID, spec.GID, spec.Groups = uid, gid, groups
 	has := map[string]bool{}
 	for _, k := range order {
 		has[k] = true
 		spec.Env = append(spec.Env, k+"="+vars[k])
+	}
+	for _, kv := range run.env {
+		if k, _, _ := strings.Cut(kv, "="); !has[k] {
+			has[k] = true
+			spec.Env = append(spec.Env, kv)
+		}
 	}
 	home := "/root"
 	if uid != nil && *uid != 0 {
@@ -436,6 +445,23 @@ func runAs(pod *corev1.Pod, c *corev1.Container) (uid, gid *int64, groups []int6
 		}
 	}
 	if uid != nil && gid == nil {
+		gid = ptr.To[int64](0)
+	}
+	return uid, gid, groups
+}
+
+// containerUser is runAs, with the image's user and group where the pod names none, as under a
+// container runtime.
+func containerUser(pod *corev1.Pod, c *corev1.Container, run *containerRun) (uid, gid *int64, groups []int64) {
+	uid, gid, groups = runAs(pod, c)
+	if uid != nil || run.uid == nil {
+		return uid, gid, groups
+	}
+	uid = run.uid
+	if gid == nil {
+		gid = run.gid
+	}
+	if gid == nil {
 		gid = ptr.To[int64](0)
 	}
 	return uid, gid, groups
