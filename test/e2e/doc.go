@@ -1,7 +1,8 @@
 // Package e2e is the end-to-end test of kdc-etcd-backup: the story `make demo` tells
 // (test/e2e/demo), with assertions at each step, on real components on loopback brought up by
 // test/e2e/env. It needs root (the node agent's mount namespaces) and the binaries of
-// `make bins`; it builds kdc-etcd-backup itself.
+// `make bins`; it builds the image (make image) and kubectl-kdc itself, and installs the manager
+// with the Helm chart, so the manager and every Job run the image.
 //
 // TestEndToEnd walks: environment up; tenant cluster (etcd v3.5.35) padded to ~20 MB; a backup
 // Job from the CronJob uploads a snapshot; tenant objects are changed after it; the webhook

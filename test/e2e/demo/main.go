@@ -1,8 +1,9 @@
 // Command demo is `make demo`: it brings up, on loopback, a management cluster with the
-// manager installed from manifests/default, a tenant cluster laid out as Kube-DC does, and walks
+// manager's image (make image) installed with the Helm chart (--install=kustomize: from
+// manifests/default), a tenant cluster laid out as Kube-DC does, and walks
 // the story of a backup and a restore, printing each step with its timing (see docs/demo.md).
 //
-//	go run ./test/e2e/demo [--keep] [--pad-mb 20] [--etcd-version v3.5.35] [--compare=true] [--keep-logs]
+//	go run ./test/e2e/demo [--keep] [--pad-mb 20] [--etcd-version v3.5.35] [--compare=true] [--keep-logs] [--install helm|kustomize]
 //
 // It tears everything down on exit and on Ctrl-C; --keep keeps it running until Ctrl-C.
 package main
@@ -29,13 +30,14 @@ func main() {
 	etcdVersion := flag.String("etcd-version", framework.EtcdVersion35, "etcd version of the tenant datastore: "+strings.Join([]string{framework.EtcdVersion35, framework.EtcdVersion36, framework.EtcdVersion}, ", "))
 	compare := flag.Bool("compare", true, "also time the restore's steps done directly (etcdutl, etcd, kube-apiserver as plain processes)")
 	dir := flag.String("dir", "", "directory for logs and state (default a new one under /var/tmp)")
+	install := flag.String("install", env.InstallHelm, "how to install the manager: "+env.InstallHelm+" (the chart) or "+env.InstallKustomize+" (manifests/default)")
 	keepLogs := flag.Bool("keep-logs", false, "keep the logs and state directory after a successful run (it is always kept after a failure)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	d := &demo{start: time.Now()}
-	err := d.run(ctx, *keep, *padMB, *etcdVersion, *compare, *dir)
+	err := d.run(ctx, *keep, *padMB, *etcdVersion, *compare, env.Options{Logf: d.say, Dir: *dir, Install: *install})
 	if d.env != nil {
 		d.say("tearing down (every process this demo started is stopped by its PID)")
 		if serr := d.env.Stop(); serr != nil {
@@ -81,7 +83,7 @@ func (d *demo) cmd(command, out string) {
 	}
 }
 
-func (d *demo) run(ctx context.Context, keep bool, padMB int, etcdVersion string, compare bool, dir string) error {
+func (d *demo) run(ctx context.Context, keep bool, padMB int, etcdVersion string, compare bool, opts env.Options) error {
 	const (
 		ns      = "demo"
 		cluster = "tenant"
@@ -89,7 +91,7 @@ func (d *demo) run(ctx context.Context, keep bool, padMB int, etcdVersion string
 	)
 	d.title("Management cluster on loopback: kube-apiserver + etcd, kube-controller-manager, MinIO, cert-manager, node agent, the manager")
 	var err error
-	if d.env, err = env.Start(ctx, env.Options{Logf: d.say, Dir: dir}); err != nil {
+	if d.env, err = env.Start(ctx, opts); err != nil {
 		return err
 	}
 	e := d.env

@@ -3,7 +3,9 @@
 // (envtest's kube-apiserver and etcd plus a real kube-controller-manager), MinIO as the S3
 // endpoint with the buckets and ObjectBucketClaim objects Rook would create, cert-manager's
 // controllers and CA injector (test/certmanager), the node agent (test/nodeagent) that runs
-// pods as local processes, and the manager installed with `kubectl apply -k manifests/default`.
+// pods as local processes (the product's image from the archive `make image` builds from the
+// working tree, unpacked into its own root filesystem), and the manager installed with the Helm
+// chart through Helm's install action (Options.Install: or `kubectl apply -k manifests/default`).
 //
 // On top of it, Tenant lays out a tenant cluster as Kube-DC does (KdcClusterDatastore, an etcd
 // StatefulSet DS-etcd with TLS and a data PVC, a control-plane Deployment C-cp running a real

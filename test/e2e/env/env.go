@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/go-logr/logr"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -31,7 +32,7 @@ import (
 	"kube-dc.com/etcd-backup/test/nodeagent"
 )
 
-// Names of the install (manifests/default).
+// Names of the install (the chart, or manifests/default).
 const (
 	ManagerNamespace  = "kdc-etcd-backup-system"
 	ManagerDeployment = "kdc-etcd-backup-manager"
@@ -58,11 +59,23 @@ type Options struct {
 	RemoveDir bool
 	// MaxProbePeriod caps readiness probe periods of the node agent; default its own (1s).
 	MaxProbePeriod time.Duration
+	// Install is how the manager is installed: InstallHelm (default, the chart) or
+	// InstallKustomize (`kubectl apply -k manifests/default`).
+	Install string
 }
 
+// The two installs of the manager.
+const (
+	InstallHelm      = "helm"
+	InstallKustomize = "kustomize"
+)
+
+// ReleaseName is the Helm release of the manager.
+const ReleaseName = "kdc-etcd-backup"
+
 // Env is the whole management environment on loopback: control plane (kube-apiserver, etcd,
-// kube-controller-manager), MinIO, cert-manager, the node agent and the manager installed from
-// manifests/default.
+// kube-controller-manager), MinIO, cert-manager, the node agent and the manager, running the
+// working tree's image, installed with the Helm chart (or manifests/default).
 type Env struct {
 	Mgmt   *framework.Env
 	Client client.Client
@@ -76,7 +89,7 @@ type Env struct {
 
 	minio *framework.MinIO
 	opts  Options
-	// binDir holds the working tree's kdc-etcd-backup and kubectl-kdc.
+	// binDir holds the working tree's kubectl-kdc.
 	binDir string
 	stops  []namedStop
 }
@@ -121,11 +134,18 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	if err := os.Chmod(e.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	product, err := productBinary(filepath.Join(e.Dir, "bin"))
+	if e.binDir, err = pluginBinary(filepath.Join(e.Dir, "bin")); err != nil {
+		return nil, err
+	}
+	archive, err := framework.BuildImage(filepath.Join(e.Dir, "image"))
 	if err != nil {
 		return nil, err
 	}
-	e.binDir = filepath.Dir(product)
+	digest, err := imageDigest(archive)
+	if err != nil {
+		return nil, err
+	}
+	e.logf("image %s built from the working tree (make image): %s", ImageRef, digest)
 	// cert-manager's CA injector and the framework log through controller-runtime's global logger.
 	ctrl.SetLogger(logr.Discard())
 	// What runs in this process (cert-manager, the node agent) lives until Stop, not until ctx
@@ -184,10 +204,8 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 		return nil, err
 	}
 	logger := textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(agentLog)))
-	images := nodeagent.DefaultImages()
-	images["kdc-etcd-backup"] = product
 	e.Agent = nodeagent.New(e.Mgmt.Config, nodeagent.Options{
-		Images:         images,
+		ImageArchives:  map[string]string{"kdc-etcd-backup": archive},
 		StateDir:       filepath.Join(e.Dir, "nodeagent"),
 		Logger:         &logger,
 		MaxProbePeriod: opts.MaxProbePeriod,
@@ -227,16 +245,34 @@ func (e *Env) Stop() error {
 	return errors.Join(errs...)
 }
 
-// installManager runs `kubectl apply -k manifests/default` and waits until the manager
+// installManager installs the manager with the chart (Helm's install action against the
+// management API server) or `kubectl apply -k manifests/default`, and waits until the manager
 // Deployment is Available and the CA injector filled both webhook configurations.
 func (e *Env) installManager(ctx context.Context) error {
 	start := time.Now()
-	out, err := e.Kubectl(ctx, "apply", "--server-side", "-k", filepath.Join(framework.RootDir(), "manifests", "default"))
-	if err != nil {
-		return fmt.Errorf("failed to install the manager: %w\n%s", err, out)
+	switch e.opts.Install {
+	case InstallHelm, "":
+		// The namespace as the kustomize install makes it: restricted Pod Security.
+		if err := e.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ManagerNamespace, Labels: map[string]string{
+			"app.kubernetes.io/part-of": "kdc-etcd-backup", "pod-security.kubernetes.io/enforce": "restricted",
+		}}}); err != nil {
+			return err
+		}
+		out, err := framework.Helm(ctx, filepath.Join(e.Dir, "helm"), e.Kubeconfig, "install", ReleaseName, framework.Chart(), "--namespace", ManagerNamespace)
+		if err != nil {
+			return fmt.Errorf("failed to install the manager: %w", err)
+		}
+		e.logf("helm install %s charts/kdc-etcd-backup -n %s: %s", ReleaseName, ManagerNamespace, helmStatus(out))
+	case InstallKustomize:
+		out, err := e.Kubectl(ctx, "apply", "--server-side", "-k", filepath.Join(framework.RootDir(), "manifests", "default"))
+		if err != nil {
+			return fmt.Errorf("failed to install the manager: %w\n%s", err, out)
+		}
+		e.logf("kubectl apply -k manifests/default: %d objects", countLines(out))
+	default:
+		return fmt.Errorf("unknown install %q (want %s or %s)", e.opts.Install, InstallHelm, InstallKustomize)
 	}
-	e.logf("kubectl apply -k manifests/default: %d objects", countLines(out))
-	err = poll(ctx, 3*time.Minute, 200*time.Millisecond, func() error {
+	err := poll(ctx, 3*time.Minute, 200*time.Millisecond, func() error {
 		for _, name := range []string{ValidatingWebhook, MutatingWebhook} {
 			var bundles [][]byte
 			if name == ValidatingWebhook {
@@ -440,24 +476,39 @@ func requireBinaries() error {
 	return nil
 }
 
-// productBinary returns the kdc-etcd-backup binary the node agent runs for the image
-// kdc-etcd-backup (the manager and its Jobs); the kubectl plugin kubectl-kdc is built beside it.
-// It builds the working tree's code into dir, so a stale bin/kdc-etcd-backup never runs;
-// without a Go toolchain it falls back to bin/kdc-etcd-backup (`make build`).
-func productBinary(dir string) (string, error) {
-	out := filepath.Join(dir, "kdc-etcd-backup")
-	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/kdc-etcd-backup", "./cmd/kubectl-kdc")
+// ImageRef is the product's image as the chart and manifests/default name it; the node agent
+// runs it from the archive `make image` writes.
+const ImageRef = "kdc-etcd-backup:v0.1.0"
+
+// pluginBinary builds the working tree's kubectl plugin kubectl-kdc into dir and returns dir.
+func pluginBinary(dir string) (string, error) {
+	cmd := exec.Command("go", "build", "-trimpath", "-o", dir+string(filepath.Separator), "./cmd/kubectl-kdc")
 	cmd.Dir = framework.RootDir()
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	buildOut, err := cmd.CombinedOutput()
-	if err == nil {
-		return out, nil
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("failed to build kubectl-kdc: %w\n%s", err, out)
 	}
-	fallback := filepath.Join(framework.RootDir(), "bin", "kdc-etcd-backup")
-	if _, lerr := exec.LookPath(fallback); lerr == nil && errors.Is(err, exec.ErrNotFound) {
-		return fallback, nil
+	return dir, nil
+}
+
+// imageDigest is the digest of the image in archive.
+func imageDigest(archive string) (string, error) {
+	img, err := tarball.ImageFromPath(archive, nil)
+	if err != nil {
+		return "", err
 	}
-	return "", fmt.Errorf("failed to build kdc-etcd-backup (run `make build`): %w\n%s", err, buildOut)
+	d, err := img.Digest()
+	return d.String(), err
+}
+
+// helmStatus is the STATUS line of helm install's summary.
+func helmStatus(out string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if s, ok := strings.CutPrefix(l, "STATUS: "); ok {
+			return "release " + s
+		}
+	}
+	return strings.TrimSpace(out)
 }
 
 func copyFile(src, dst string) error {
