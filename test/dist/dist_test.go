@@ -1,14 +1,12 @@
 package dist
 
 import (
-	"archive/tar"
 	"bufio"
 	"compress/gzip"
 	"crypto/sha256"
 	"debug/elf"
 	"debug/macho"
 	"encoding/hex"
-	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -123,28 +121,11 @@ func checkArchive(t *testing.T, path, goos, goarch string) map[string][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	type entry struct {
-		Name     string
-		Mode     int64
-		UID, GID int
+	got, files, err := framework.ReadTar(zr)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var got []entry
-	files := map[string][]byte{}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, entry{h.Name, h.Mode, h.Uid, h.Gid})
-		if files[h.Name], err = io.ReadAll(tr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want := []entry{{"README.md", 0o644, 0, 0}, {"kubectl-kdc", 0o755, 0, 0}}
+	want := []framework.TarEntry{{Name: "README.md", Mode: 0o644}, {Name: "kubectl-kdc", Mode: 0o755}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("%s entries (-want +got):\n%s", filepath.Base(path), diff)
 	}

@@ -1,12 +1,10 @@
 package image
 
 import (
-	"archive/tar"
 	"bufio"
 	"context"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"io"
 	"log"
 	"net/http"
@@ -100,24 +98,16 @@ type file struct {
 
 func TestImageFiles(t *testing.T) {
 	img := load(t, builtTwice(t)[0])
+	entries, files, err := framework.ReadTar(mutate.Extract(img))
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := map[string]file{}
 	contents := map[string][]byte{}
-	tr := tar.NewReader(mutate.Extract(img))
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := "/" + strings.TrimSuffix(h.Name, "/")
-		got[p] = file{Mode: h.Mode, UID: h.Uid, GID: h.Gid}
-		if h.Typeflag == tar.TypeReg {
-			if contents[p], err = io.ReadAll(tr); err != nil {
-				t.Fatal(err)
-			}
-		}
+	for _, e := range entries {
+		p := "/" + strings.TrimSuffix(e.Name, "/")
+		got[p] = file{Mode: e.Mode, UID: e.UID, GID: e.GID}
+		contents[p] = files[e.Name]
 	}
 	want := map[string]file{
 		"/etc":           {Mode: 0o755},
