@@ -11,13 +11,10 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
-	"kube-dc.com/etcd-backup/test/certmanager/crds"
 	"kube-dc.com/etcd-backup/test/framework"
 )
 
@@ -253,19 +250,7 @@ func TestChartCarriesTheRuleFileAndDashboard(t *testing.T) {
 // TestServerSideDryRunOfTheChart: the rendered chart passes the real API server's admission with
 // cert-manager's CRDs, and so does Helm's own install in dry-run mode.
 func TestServerSideDryRunOfTheChart(t *testing.T) {
-	cmCRDs, err := crds.Paths()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := framework.Start(framework.Options{ExtraCRDPaths: cmCRDs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	ctx := context.Background()
-	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
-		t.Fatal(err)
-	}
+	env, ctx := dryRunEnv(t), context.Background()
 	rendered, err := framework.Helm(ctx, t.TempDir(), "", "template", "kdc-etcd-backup", framework.Chart(), "--namespace", namespace, "--include-crds")
 	if err != nil {
 		t.Fatal(err)
@@ -274,16 +259,7 @@ func TestServerSideDryRunOfTheChart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kubectl apply --dry-run=server of the chart failed: %v\n%s", err, out)
 	}
-	for _, want := range []string{
-		"customresourcedefinition.apiextensions.k8s.io/kdcclusters.k8s.kube-dc.com",
-		"deployment.apps/kdc-etcd-backup-manager",
-		"certificate.cert-manager.io/kdc-etcd-backup-serving-cert",
-		"validatingwebhookconfiguration.admissionregistration.k8s.io/kdc-etcd-backup-validating-webhook-configuration",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("dry-run output lacks %q:\n%s", want, out)
-		}
-	}
+	expectDryRunObjects(t, out)
 	out, err = framework.Helm(ctx, t.TempDir(), env.Kubeconfig, "install", "kdc-etcd-backup", framework.Chart(), "--namespace", namespace, "--dry-run=server")
 	if err != nil {
 		t.Fatalf("helm install --dry-run=server: %v", err)

@@ -24,7 +24,9 @@ const (
 	namespace  = "kdc-etcd-backup-system"
 )
 
-func TestServerSideDryRunOfTheInstall(t *testing.T) {
+// dryRunEnv starts a real kube-apiserver with cert-manager's CRDs and the install's namespace.
+func dryRunEnv(t *testing.T) *framework.Env {
+	t.Helper()
 	cmCRDs, err := crds.Paths()
 	if err != nil {
 		t.Fatal(err)
@@ -34,17 +36,26 @@ func TestServerSideDryRunOfTheInstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.Stop() })
-	ctx := context.Background()
-
 	// A server-side dry-run persists nothing, so objects in the install's namespace would fail
 	// with "namespace not found"; create it the way the first apply would.
-	if err := env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+	if err := env.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
 		t.Fatal(err)
 	}
+	return env
+}
+
+func TestServerSideDryRunOfTheInstall(t *testing.T) {
+	env, ctx := dryRunEnv(t), context.Background()
 	out, err := env.Kubectl(ctx, "apply", "--dry-run=server", "-k", filepath.Join(framework.RootDir(), installDir))
 	if err != nil {
 		t.Fatalf("kubectl apply --dry-run=server -k %s failed: %v\n%s", installDir, err, out)
 	}
+	expectDryRunObjects(t, out)
+}
+
+// expectDryRunObjects checks that a dry run's output names the install's main objects.
+func expectDryRunObjects(t *testing.T, out string) {
+	t.Helper()
 	for _, want := range []string{
 		"customresourcedefinition.apiextensions.k8s.io/kdcclusters.k8s.kube-dc.com",
 		"deployment.apps/kdc-etcd-backup-manager",

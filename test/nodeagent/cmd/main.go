@@ -22,15 +22,21 @@ func main() {
 		kubeconfig = flag.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig of the cluster")
 		opts       nodeagent.Options
 		images     imageFlag
+		archives   imageFlag
 	)
 	flag.StringVar(&opts.NodeName, "node-name", "nodeagent", "name of the Node to register")
 	flag.StringVar(&opts.StateDir, "state-dir", "", "directory for volumes and logs (default: a new temporary directory)")
 	flag.StringVar(&opts.PodCIDR, "pod-cidr", "", "loopback block for pod addresses, such as 127.77.3.0/24 (default: random)")
 	flag.Var(&images, "image", "image=binary, added to the default image table (repeatable)")
+	flag.Var(&archives, "image-archive", "image=archive (make image), added to the default image archives (repeatable)")
 	flag.Parse()
 	opts.Images = nodeagent.DefaultImages()
 	for k, v := range images {
 		opts.Images[k] = v
+	}
+	opts.ImageArchives = nodeagent.DefaultImageArchives()
+	for k, v := range archives {
+		opts.ImageArchives[k] = v
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
 	if err != nil {
@@ -56,7 +62,7 @@ func (f *imageFlag) String() string { return fmt.Sprint(map[string]string(*f)) }
 func (f *imageFlag) Set(s string) error {
 	k, v, ok := strings.Cut(s, "=")
 	if !ok {
-		return fmt.Errorf("want image=binary, got %q", s)
+		return fmt.Errorf("want image=path, got %q", s)
 	}
 	if *f == nil {
 		*f = imageFlag{}
