@@ -11,6 +11,8 @@ import (
 
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -100,6 +102,9 @@ func runManager(ctx context.Context, args []string) int {
 	return 0
 }
 
+// managerCacheSyncTimeout bounds the wait for the controllers' caches to fill at start.
+const managerCacheSyncTimeout = 10 * time.Minute
+
 func startManager(ctx context.Context, o managerOptions) error {
 	if o.selfSignedHosts != "" {
 		if _, err := certs.EnsureSelfSigned(o.certDir, strings.Split(o.selfSignedHosts, ","), time.Now()); err != nil {
@@ -123,6 +128,11 @@ func startManager(ctx context.Context, o managerOptions) error {
 		LeaderElectionID:              o.leaderElectionID,
 		LeaderElectionNamespace:       o.leaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		// Nothing reads the managed fields, and the server-side applied CronJobs carry large ones.
+		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+		// The first list of every StatefulSet, Job and KdcCluster of a 10,000-tenant management
+		// cluster can take minutes on a busy API server; the default 2 minutes stops the manager.
+		Controller: config.Controller{CacheSyncTimeout: managerCacheSyncTimeout},
 		WebhookServer: webhook.NewServer(webhook.Options{
 			Host:    o.webhookHost,
 			Port:    o.webhookPort,
