@@ -21,7 +21,8 @@ func TestCollector(t *testing.T) {
 		env  map[string]string
 		want gc
 	}{
-		{"manager: collector on", []string{"manager"}, nil, gc{100, math.MaxInt64}},
+		{"manager: collector on at 50", []string{"manager"}, nil, gc{50, math.MaxInt64}},
+		{"manager with GOGC set: the environment's", []string{"manager"}, map[string]string{"GOGC": "80"}, gc{100, math.MaxInt64}},
 		{"backup: on (its buffers follow the data; it sets its own limit)", []string{"backup"}, nil, gc{100, math.MaxInt64}},
 		{"restore: off, soft limit", []string{"restore", "--key", "k"}, nil, gc{-1, shortJobMemoryLimit}},
 		{"verify: off, soft limit", []string{"verify"}, nil, gc{-1, shortJobMemoryLimit}},

@@ -22,6 +22,16 @@ var percent = debug.SetGCPercent(-1)
 // and for those whose heap follows the data (the backup's part buffers).
 func Restore() { debug.SetGCPercent(percent) }
 
+// RestoreAt turns the collector back on at GC percent p, or with the environment's GOGC or
+// GOMEMLIMIT when either is set.
+func RestoreAt(p int) {
+	if os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
+		Restore()
+		return
+	}
+	debug.SetGCPercent(p)
+}
+
 // KeepOff leaves the collector off for a short process whose heap stays small whatever the
 // data: it runs only if the process's memory nears limit bytes (a soft limit, as GOMEMLIMIT).
 // When GOGC or GOMEMLIMIT is set in the environment, those settings apply instead.
