@@ -9,7 +9,7 @@ import (
 )
 
 // Elsewhere the data path's Linux calls are unsupported and the callers take their fallbacks:
-// three renames instead of one exchange, no preallocation, the download kept whole. kubectl-kdc
+// three renames instead of one exchange, no preallocation. kubectl-kdc
 // (darwin) only needs the package's S3 side.
 
 const (
@@ -21,14 +21,10 @@ func renameat2(a, b string, flags uint) error { return unix.ENOSYS }
 
 func fallocate(*os.File, int64) error { return unix.ENOTSUP }
 
-func punchHole(*os.File, int64, int64) error { return unix.ENOTSUP }
-
-func fileVolume(*os.File) (int64, bool, error) { return 0, false, unix.ENOTSUP }
-
-func pathVolume(path string) (int64, bool, error) {
+func pathFree(path string) (int64, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(path, &st); err != nil {
-		return 0, false, err
+		return 0, err
 	}
-	return int64(st.Bavail) * int64(st.Bsize), false, nil
+	return int64(st.Bavail) * int64(st.Bsize), nil
 }

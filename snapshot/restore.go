@@ -147,31 +147,21 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 // restoreSpaceHint says how much free space a restore of a snapshot of size bytes needs next to
 // the data directory, and how much parent's volume has (after the failed restore cleaned up).
 func restoreSpaceHint(parent string, size int64) string {
-	free, punches, err := pathVolume(parent)
+	free, err := pathFree(parent)
 	if err != nil {
-		return fmt.Sprintf("a restore of this snapshot needs about %s free", mib(restoreSpaceNeeded(size, false)))
+		return fmt.Sprintf("a restore of this snapshot needs about %s free", mib(restoreSpaceNeeded(size)))
 	}
-	copies := "once (the download is freed as etcdutl copies it)"
-	if !punches {
-		copies = "twice (the download and etcdutl's copy)"
-	}
-	return fmt.Sprintf("a restore of this snapshot needs about %s free next to the data directory, besides the data directory and its previous generation: the snapshot's %s %s and %s of etcd's preallocated WAL segments; %s is free",
-		mib(restoreSpaceNeeded(size, punches)), mib(size), copies, mib(restoreWALSpace), mib(free))
+	return fmt.Sprintf("a restore of this snapshot needs about %s free next to the data directory, besides the data directory and its previous generation: the snapshot's %s twice (the download and etcdutl's copy) and %s of etcd's preallocated WAL segments; %s is free",
+		mib(restoreSpaceNeeded(size)), mib(size), mib(restoreWALSpace), mib(free))
 }
 
 // restoreWALSpace is what etcdutl's new WAL takes: its first segment and the next one, both
 // preallocated.
 var restoreWALSpace = 2 * int64(wal.SegmentSizeBytes)
 
-// restoreSpaceNeeded is the free space a restore of a snapshot of size bytes needs: the
-// snapshot once where the download is freed behind etcdutl's copy (plus the chunks in flight),
-// twice where it is not, and the WAL.
-func restoreSpaceNeeded(size int64, punches bool) int64 {
-	if punches {
-		return size + 2*releaseChunk + restoreWALSpace
-	}
-	return 2*size + restoreWALSpace
-}
+// restoreSpaceNeeded is the free space a restore of a snapshot of size bytes needs: the download,
+// etcdutl's copy of it, and the WAL.
+func restoreSpaceNeeded(size int64) int64 { return 2*size + restoreWALSpace }
 
 // mib formats n bytes in MiB.
 func mib(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
@@ -257,25 +247,15 @@ func restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 	log.Info("Revision bump", "snapshotRevision", res.Revision, "revisionBefore", res.RevisionBefore, "bump", bump, "marks", res.Marks)
 
 	// 2. etcdutl snapshot restore. Its own hash check would read the file a third time for the
-	// check download just made over exactly these bytes (see etcdutlRestore). What etcdutl has
-	// copied of the download is freed as it goes (releaseCopied).
+	// check download just made over exactly these bytes (see etcdutlRestore).
 	restored := filepath.Join(staging, "data")
-	src, err := os.OpenFile(snapPath, os.O_RDWR, 0)
-	if err != nil {
-		return res, localIOError("open", snapPath, err)
-	}
-	stopRelease := releaseCopied(src, info.Size, filepath.Join(restored, "member", "snap", "db"))
-	err = etcdutlRestore(o, bump, snapPath, restored)
-	stopRelease()
-	src.Close()
-	if err != nil {
+	if err := etcdutlRestore(o, bump, snapPath, restored); err != nil {
 		if isDiskFull(err) {
 			return res, localIOError("restore the snapshot into", restored, err)
 		}
 		return res, errorf(ExitIntegrity, "etcdutl could not restore s3://%s/%s: %w; the object is not a usable etcd snapshot, restore another one (the data directory is unchanged)", o.Location.Bucket, res.ObjectKey, err)
 	}
-	// etcdutl has its own copy now. Removing what is left of the download (all of it where
-	// releaseCopied could not punch holes: ~10 ms for 200 MB) overlaps the steps up to the swap,
+	// etcdutl has its own copy now. Removing the download overlaps the steps up to the swap,
 	// which waits for it.
 	snapRemoved := removeInBackground(snapPath)
 	defer snapRemoved() // before the staging directory's removal (defers run last first)
