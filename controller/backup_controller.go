@@ -50,7 +50,7 @@ const (
 )
 
 // BackupReconciler keeps, for every KdcCluster, the CronJob C-etcd-backup in the state the spec
-// asks and reports BackupReady and the latest backup in status (issue 4, DESIGN.md "Backups").
+// asks and reports BackupReady and the latest backup in status (docs/backup.md).
 type BackupReconciler struct {
 	client.Client
 	// PodReader reads the pods of a finished backup Job, uncached and only when a result has not
@@ -172,7 +172,7 @@ func (r *BackupReconciler) reconcileBackup(ctx context.Context, c *kdcv1alpha1.K
 	return ctrl.Result{RequeueAfter: ready.RecheckAfter}, nil
 }
 
-// resolveBackupPlan checks the gates of DESIGN.md in order and resolves the CronJob's inputs. A
+// resolveBackupPlan checks the gates of docs/backup.md in order and resolves the CronJob's inputs. A
 // nil plan comes with the reason and message of the closed gate.
 func (r *BackupReconciler) resolveBackupPlan(ctx context.Context, c *kdcv1alpha1.KdcCluster) (*backupPlan, string, string, error) {
 	cronJob := c.Namespace + "/" + kdcv1alpha1.BackupCronJobName(c.Name)
@@ -429,7 +429,7 @@ func (r *BackupReconciler) readBackupJobResult(ctx context.Context, job *batchv1
 	return res, nil
 }
 
-// recordBackupSuccess mirrors a successful Job into the status fields of DESIGN.md.
+// recordBackupSuccess mirrors a successful Job into the status fields (docs/backup.md, "On success").
 func recordBackupSuccess(c *kdcv1alpha1.KdcCluster, res backupJobResult, loc backupS3Location) {
 	c.Status.LatestBackupTime = &metav1.Time{Time: res.FinishedAt}
 	c.Status.LatestBackupKey = ""

@@ -16,7 +16,7 @@ import (
 // Fixed shape of the backup CronJob. Each bounds something an operator would otherwise have to
 // clean up or wait for.
 const (
-	// backupTimeZone: spec.backup.schedule is evaluated in UTC (DESIGN.md).
+	// backupTimeZone: spec.backup.schedule is evaluated in UTC (docs/backup.md).
 	backupTimeZone = "Etc/UTC"
 	// backupStartingDeadlineSeconds: a run missed by more than this (manager or KCM down) is
 	// skipped, not started late; BackupStale reports the gap.

@@ -21,7 +21,7 @@ import (
 // around what the state machine itself uses, so the two cannot drift apart.
 
 // RestoreRuleError is a restore rule the request breaks, or an input of the Jobs that cannot be
-// resolved: Reason is the DESIGN.md reason (InvalidKey, ForeignKey, DataStoreUnknown,
+// resolved: Reason is the docs/restore.md reason (InvalidKey, ForeignKey, DataStoreUnknown,
 // MultiReplicaUnsupported, ObjectsMissing, S3NotAvailable, EtcdMemberUnknown), Detail explains it.
 type RestoreRuleError struct {
 	Reason string
@@ -227,7 +227,7 @@ type RestoreOutcome struct {
 	NotReady []string
 }
 
-// RestoreFailureMessage is the RestoreReady message of a failed restore (DESIGN.md):
+// RestoreFailureMessage is the RestoreReady message of a failed restore (docs/restore.md):
 // `Restore from "<key>" failed (<Reason>): <detail>; <what happened to the data>`.
 func RestoreFailureMessage(key, reason, detail string, o RestoreOutcome) string {
 	rolledBack := restoreRollbackFailedPrefix + o.RollbackFailure

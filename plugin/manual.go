@@ -75,7 +75,7 @@ func (f *manualFlags) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.LeaderElectionID, "leader-election-id", defaultLeaderElectionID, "with --manual: name of the manager's leader-election Lease")
 }
 
-// stepError is a failed step: the restore failure reason (DESIGN.md) and what happened.
+// stepError is a failed step: the restore failure reason (docs/restore.md) and what happened.
 type stepError struct {
 	reason string
 	detail string

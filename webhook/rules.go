@@ -47,7 +47,7 @@ func detail(reason, format string, args ...any) string {
 }
 
 // ReasonOf returns the reason of an error returned by one of the rules of this package (the
-// DESIGN.md reason such as "InvalidKey"), or "" when err is nil or carries none.
+// docs/webhook.md reason such as "InvalidKey"), or "" when err is nil or carries none.
 func ReasonOf(err *field.Error) string {
 	if err == nil {
 		return ""
