@@ -86,7 +86,7 @@ test: bins build vet verify ## Run every test (unit, integration on real compone
 
 .PHONY: test-unit
 test-unit: ## Run the unit tests only (no real components).
-	go test -short ./api/... ./webhook/... ./controller/... ./snapshot/... ./certs/... ./plugin/... ./location/...
+	go test -short ./api/... ./webhook/... ./controller/... ./engine/... ./jobspec/... ./schedule/... ./snapshot/... ./certs/... ./plugin/... ./location/...
 
 .PHONY: test-e2e
 test-e2e: bins build ## Run the end-to-end test (the demo's story with assertions).

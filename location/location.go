@@ -20,9 +20,12 @@ import (
 
 // Location is where a cluster's snapshots go and how to reach it.
 type Location struct {
-	Endpoint, Bucket, Prefix, Region string
+	Endpoint string `json:"endpoint"`
+	Bucket   string `json:"bucket"`
+	Prefix   string `json:"prefix,omitempty"`
+	Region   string `json:"region,omitempty"`
 	// EndpointSource says where Endpoint came from, for messages.
-	EndpointSource string
+	EndpointSource string `json:"endpointSource,omitempty"`
 }
 
 // ErrNoEndpoint: none of spec.backup.s3Endpoint, the OBC ConfigMap and the default endpoint

@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
-	"kube-dc.com/etcd-backup/controller"
+	"kube-dc.com/etcd-backup/jobspec"
 	"kube-dc.com/etcd-backup/snapshot"
 )
 
@@ -188,9 +188,9 @@ func manualBackupJobName(cronJob string, now time.Time, attempt int) string {
 }
 
 // manualBackupJob is what `kubectl create job --from=cronjob/NAME` creates
-// (controller.JobFromCronJob, which the restore's fresh backup uses too).
+// (jobspec.JobFromCronJob, which the restore's fresh backup uses too).
 func manualBackupJob(cj *batchv1.CronJob, name string) *batchv1.Job {
-	return controller.JobFromCronJob(cj, name, nil)
+	return jobspec.JobFromCronJob(cj, name, nil)
 }
 
 // createManualBackupJob creates the manual Job, with a -2, -3, ... suffix when a Job of the same
@@ -275,7 +275,7 @@ func backupJobOutcomeOf(job *batchv1.Job, pods []corev1.Pod) backupJobOutcome {
 	if cs := job.Spec.Template.Spec.Containers; len(cs) > 0 {
 		container = cs[0].Name
 	}
-	if p, t := controller.JobResultContainer(pods, container, ok); t != nil {
+	if p, t := jobspec.ResultContainer(pods, container, ok); t != nil {
 		out.pod, out.exitCode, out.reason, out.message = p.Name, int(t.ExitCode), t.Reason, strings.TrimSpace(t.Message)
 	}
 	return out

@@ -2,90 +2,153 @@ package plugin
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"sort"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
-	"kube-dc.com/etcd-backup/controller"
+	"kube-dc.com/etcd-backup/engine"
 )
 
-// The manual restore's side effects and waits. Every wait opens its watches first, then checks
-// its condition, then checks again on every event, until the condition holds or --timeout
-// passes: no polling, no fixed sleeps.
+// The manual restore drives the restore engine in a loop: one Run, then a wait for an event of
+// the objects the restore acts on (their watches are open for the whole restore) or for the
+// deadline the Run reported, then the next Run. No polling, no fixed sleeps.
 
-// watchTarget is one watch that wakes a wait: a list type and its selection.
-type watchTarget struct {
-	list client.ObjectList
-	opts []client.ListOption
-}
+// manualErrorRetries is how many Runs in a row may fail (API errors) before the restore fails
+// and the cluster is brought back.
+const manualErrorRetries = 5
 
-// byName watches the single object ns/name of list's type.
-func byName(list client.ObjectList, ns, name string) watchTarget {
-	return watchTarget{list: list, opts: []client.ListOption{client.InNamespace(ns), client.MatchingFields{"metadata.name": name}}}
-}
+// manualErrorBackoff is the first wait after a failed Run; it doubles on each one.
+const manualErrorBackoff = 500 * time.Millisecond
 
-// waitCheck reports whether the wait is over, and a short status while it is not.
-type waitCheck func(ctx context.Context) (done bool, status string, err error)
-
-// waitFor waits until check holds, re-checking on every event of targets; what says what did not
-// happen when --timeout passes (the step fails with reason), like the controller's messages.
-func (m *manualRun) waitFor(ctx context.Context, reason, what string, targets []watchTarget, check waitCheck) error {
-	wctx, cancel := context.WithTimeout(ctx, m.f.Timeout)
-	defer cancel()
-	wake := make(chan struct{}, 1)
-	failed := make(chan error, len(targets))
-	for _, t := range targets {
-		w, err := m.cl.Watch(wctx, t.list.DeepCopyObject().(client.ObjectList), t.opts...)
-		if err != nil {
-			return &stepError{reason, fmt.Sprintf("cannot watch while waiting (%s): %v", what, err)}
-		}
-		go m.pump(wctx, w, t, wake, failed)
+// drive runs the restore to its end and returns nil on success, the failure otherwise.
+func (m *manualRun) drive(ctx context.Context) error {
+	rec, err := engine.Begin(m.plan)
+	if err != nil {
+		return err
 	}
-	last := ""
+	m.run = &engine.Restore{Cluster: m.c.DeepCopy(), Record: rec, Driver: m}
+	m.run.Cluster.Annotations = rec
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	defer stop()
+	wake, err := m.watchAll(wctx)
+	if err != nil {
+		return fmt.Errorf("restore from %q refused, nothing was changed: cannot watch the cluster's objects: %w", m.key, err)
+	}
+	// The recovery runs even when ctx is cancelled (Ctrl-C): the cluster must come back.
+	rctx := context.WithoutCancel(ctx)
+	failures := 0
 	for {
-		done, status, err := check(wctx)
-		switch {
-		case err != nil && wctx.Err() == nil:
-			return &stepError{reason, fmt.Sprintf("%s: %v", what, err)}
-		case err == nil && done:
-			return nil
-		case err == nil && status != "" && status != last:
-			m.logf("  %s", status)
-			last = status
+		res, err := m.e.Run(rctx, m.run)
+		if o := m.run.Outcome; o != nil {
+			return m.finish(o)
 		}
+		var after time.Duration
+		switch {
+		case err != nil && failures < manualErrorRetries:
+			failures++
+			after = manualErrorBackoff << (failures - 1)
+			m.warnf("%v; retrying in %s", err, after)
+		case err != nil:
+			if ferr := m.e.Fail(rctx, m.run, engine.Violation{Reason: kdcv1alpha1.ReasonRestoreFailed, Detail: err.Error()}); ferr != nil {
+				return fmt.Errorf("%w; the failure could not be recorded either (%v); bring the cluster back by hand:\n  %s", err, ferr, strings.Join(m.undo, "\n  "))
+			}
+			continue
+		default:
+			failures = 0
+			after = res.RequeueAfter
+			if res.Waiting != "" && res.Waiting != m.lastWait {
+				m.logf("  %s", res.Waiting)
+			}
+			m.lastWait = res.Waiting
+		}
+		if after <= 0 {
+			after = m.f.Timeout
+		}
+		timer := time.NewTimer(after)
 		select {
 		case <-wake:
-		case err := <-failed:
-			return &stepError{reason, fmt.Sprintf("cannot watch while waiting (%s): %v", what, err)}
-		case <-wctx.Done():
-			if ctx.Err() != nil {
-				return &stepError{reason, fmt.Sprintf("%s: %v", what, context.Cause(ctx))}
+		case <-timer.C:
+		case <-ctx.Done():
+			ctx = context.Background()
+			if !m.run.Failed() {
+				if err := m.e.Fail(rctx, m.run, engine.Violation{Reason: kdcv1alpha1.ReasonRestoreCancelled,
+					Detail: fmt.Sprintf("interrupted in %s (%v)", m.run.Phase(), context.Cause(rctx))}); err != nil {
+					m.warnf("%v", err)
+				}
 			}
-			if last != "" {
-				return &stepError{reason, fmt.Sprintf("%s within %s (%s)", what, m.f.Timeout, last)}
-			}
-			return &stepError{reason, fmt.Sprintf("%s within %s", what, m.f.Timeout)}
 		}
+		timer.Stop()
 	}
 }
 
-// pump turns the events of w into wake-ups, re-opening the watch when the API server ends it.
-func (m *manualRun) pump(ctx context.Context, w watch.Interface, t watchTarget, wake chan<- struct{}, failed chan<- error) {
+// finish returns the outcome of the restore, printed.
+func (m *manualRun) finish(o *engine.Outcome) error {
+	if o.Succeeded {
+		m.logf("%s in %s", o.Message, m.o.now().Sub(m.start).Round(100*time.Millisecond))
+		return nil
+	}
+	m.logf("%s", o.Message)
+	if len(o.NotReady) > 0 {
+		return fmt.Errorf("%s\nbring the cluster back by hand once the cause is fixed:\n  %s", o.Message, strings.Join(m.undo, "\n  "))
+	}
+	return errors.New(o.Message)
+}
+
+// watchAll opens the watches of everything the restore acts on and returns a channel that
+// wakes the loop on each event: C-cp and its namespace's pods, DS-etcd and its namespace's pods,
+// the restore's Jobs in both namespaces.
+func (m *manualRun) watchAll(ctx context.Context) (<-chan struct{}, error) {
+	c := m.c
+	jobs := client.MatchingLabels{kdcv1alpha1.LabelComponent: kdcv1alpha1.ComponentRestore}
+	targets := []struct {
+		list client.ObjectList
+		opts []client.ListOption
+	}{
+		{&appsv1.DeploymentList{}, []client.ListOption{client.InNamespace(c.Namespace), client.MatchingFields{"metadata.name": kdcv1alpha1.ControlPlaneDeploymentName(c.Name)}}},
+		{&appsv1.StatefulSetList{}, []client.ListOption{client.InNamespace(c.DataStoreNamespace()), client.MatchingFields{"metadata.name": kdcv1alpha1.EtcdStatefulSetName(c.DataStore())}}},
+		{&corev1.PodList{}, []client.ListOption{client.InNamespace(c.Namespace)}},
+		{&batchv1.JobList{}, []client.ListOption{client.InNamespace(c.Namespace), jobs}},
+	}
+	if ds := c.DataStoreNamespace(); ds != c.Namespace {
+		targets = append(targets,
+			struct {
+				list client.ObjectList
+				opts []client.ListOption
+			}{&corev1.PodList{}, []client.ListOption{client.InNamespace(ds)}},
+			struct {
+				list client.ObjectList
+				opts []client.ListOption
+			}{&batchv1.JobList{}, []client.ListOption{client.InNamespace(ds), jobs}})
+	}
+	wake := make(chan struct{}, 1)
 	notify := func() {
 		select {
 		case wake <- struct{}{}:
 		default:
 		}
 	}
+	for _, t := range targets {
+		w, err := m.cl.Watch(ctx, t.list.DeepCopyObject().(client.ObjectList), t.opts...)
+		if err != nil {
+			return nil, err
+		}
+		go m.pump(ctx, w, t.list, t.opts, notify)
+	}
+	return wake, nil
+}
+
+// pump turns the events of w into wake-ups, re-opening the watch when the API server ends it.
+func (m *manualRun) pump(ctx context.Context, w watch.Interface, list client.ObjectList, opts []client.ListOption, notify func()) {
 	for {
 		for ev := range w.ResultChan() {
 			if ev.Type == watch.Error {
@@ -98,9 +161,9 @@ func (m *manualRun) pump(ctx context.Context, w watch.Interface, t watchTarget, 
 			return
 		}
 		var err error
-		if w, err = m.cl.Watch(ctx, t.list.DeepCopyObject().(client.ObjectList), t.opts...); err != nil {
+		if w, err = m.cl.Watch(ctx, list.DeepCopyObject().(client.ObjectList), opts...); err != nil {
 			if ctx.Err() == nil {
-				failed <- err
+				m.warnf("cannot watch %T: %v; progress is checked at each deadline only", list, err)
 			}
 			return
 		}
@@ -109,264 +172,76 @@ func (m *manualRun) pump(ctx context.Context, w watch.Interface, t watchTarget, 
 	}
 }
 
-// scaleDeployment sets C-cp's replicas and, with restartedAt, its pod template's restarted-at
-// annotation (a rollout: fresh pods), like the controller. It patches only what differs.
-func (m *manualRun) scaleDeployment(ctx context.Context, replicas int32, restartedAt string) error {
-	d := &appsv1.Deployment{}
-	if err := m.cl.Get(ctx, client.ObjectKeyFromObject(m.deploy), d); err != nil {
-		return fmt.Errorf("failed to get Deployment %s/%s: %w", m.deploy.Namespace, m.deploy.Name, err)
-	}
-	m.deploy = d
-	if controller.Replicas(d.Spec.Replicas) == replicas && (restartedAt == "" || d.Spec.Template.Annotations[kdcv1alpha1.AnnotationRestartedAt] == restartedAt) {
-		return nil
-	}
-	orig := d.DeepCopy()
-	d.Spec.Replicas = &replicas
-	note := ""
-	if restartedAt != "" {
-		if d.Spec.Template.Annotations == nil {
-			d.Spec.Template.Annotations = map[string]string{}
+// Save keeps kv in memory (the KdcCluster's metadata is never written: its webhooks are down
+// with the manager and fail closed) and prints how to undo each recorded scale-down.
+func (m *manualRun) Save(_ context.Context, r *engine.Restore, kv map[string]string) error {
+	for k, v := range kv {
+		if v == "" {
+			delete(r.Record, k)
+			continue
 		}
-		d.Spec.Template.Annotations[kdcv1alpha1.AnnotationRestartedAt] = restartedAt
-		note = " (fresh pods: " + kdcv1alpha1.AnnotationRestartedAt + "=" + restartedAt + ")"
+		r.Record[k] = v
+		switch k {
+		case kdcv1alpha1.AnnotationRestoreControlPlaneReplicas:
+			d := m.w.ControlPlane
+			m.recorded("Deployment", d.Namespace, d.Name, "deployment", v)
+		case kdcv1alpha1.AnnotationRestoreEtcdReplicas:
+			sts := m.w.Etcd
+			m.recorded("StatefulSet", sts.Namespace, sts.Name, "statefulset", v)
+		}
 	}
-	if err := m.cl.Patch(ctx, d, client.MergeFrom(orig)); err != nil {
-		return fmt.Errorf("failed to scale Deployment %s/%s to %d: %w", d.Namespace, d.Name, replicas, err)
-	}
-	m.logf("Scaled Deployment %s/%s to %d%s", d.Namespace, d.Name, replicas, note)
 	return nil
 }
 
-// scaleStatefulSet sets DS-etcd's replicas when they differ.
-func (m *manualRun) scaleStatefulSet(ctx context.Context, replicas int32) error {
-	sts := &appsv1.StatefulSet{}
-	if err := m.cl.Get(ctx, client.ObjectKeyFromObject(m.sts), sts); err != nil {
-		return fmt.Errorf("failed to get StatefulSet %s/%s: %w", m.sts.Namespace, m.sts.Name, err)
+// recorded prints a recorded replica count with the command that brings it back; etcd's comes
+// first in the undo list (it must be up before the control plane).
+func (m *manualRun) recorded(kind, ns, name, resource, count string) {
+	cmd := fmt.Sprintf("kubectl scale -n %s %s/%s --replicas=%s", ns, resource, name, count)
+	if resource == "statefulset" {
+		m.undo = append([]string{cmd}, m.undo...)
+	} else {
+		m.undo = append(m.undo, cmd)
 	}
-	m.sts = sts
-	if controller.Replicas(sts.Spec.Replicas) == replicas {
-		return nil
-	}
-	orig := sts.DeepCopy()
-	sts.Spec.Replicas = &replicas
-	if err := m.cl.Patch(ctx, sts, client.MergeFrom(orig)); err != nil {
-		return fmt.Errorf("failed to scale StatefulSet %s/%s to %d: %w", sts.Namespace, sts.Name, replicas, err)
-	}
-	m.logf("Scaled StatefulSet %s/%s to %d", sts.Namespace, sts.Name, replicas)
-	return nil
+	m.logf("Recorded: %s %s/%s has %s replicas. To bring it back by hand:", kind, ns, name, count)
+	fmt.Fprintf(m.o.Out, "%41s%s\n", "", cmd)
 }
 
-// waitDrained waits until C-cp observed its scale-down to 0 and none of its pods exists,
-// terminating ones included (a terminating API server could still write to etcd).
-func (m *manualRun) waitDrained(ctx context.Context, reason string) error {
-	d := m.deploy
-	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
-	if err != nil {
-		return &stepError{reason, fmt.Sprintf("Deployment %s/%s has an invalid selector: %v", d.Namespace, d.Name, err)}
+// SetReady writes RestoreReady (and, on success, latestRestoreKey/Time) like the controller,
+// with an optimistic lock so BackupReady is never overwritten; a failure is only a warning: the
+// cluster itself is what the restore is about.
+func (m *manualRun) SetReady(ctx context.Context, r *engine.Restore, status metav1.ConditionStatus, reason, msg string, succeeded bool) error {
+	if status == metav1.ConditionUnknown {
+		msg += " (manual: kubectl kdc restore --manual)"
 	}
-	targets := []watchTarget{
-		byName(&appsv1.DeploymentList{}, d.Namespace, d.Name),
-		{list: &corev1.PodList{}, opts: []client.ListOption{client.InNamespace(d.Namespace), client.MatchingLabelsSelector{Selector: sel}}},
-	}
-	return m.waitFor(ctx, reason, fmt.Sprintf("Deployment %s/%s did not scale to 0", d.Namespace, d.Name), targets,
-		func(ctx context.Context) (bool, string, error) {
-			got := &appsv1.Deployment{}
-			if err := m.cl.Get(ctx, client.ObjectKeyFromObject(d), got); err != nil {
-				return false, "", err
-			}
-			pods := &corev1.PodList{}
-			if err := m.cl.List(ctx, pods, client.InNamespace(d.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
-				return false, "", err
-			}
-			if len(pods.Items) > 0 {
-				return false, fmt.Sprintf("waiting for %d control-plane pod(s) to go: %s", len(pods.Items), podNames(pods.Items)), nil
-			}
-			if got.Status.ObservedGeneration < got.Generation || got.Status.Replicas != 0 {
-				return false, fmt.Sprintf("waiting for Deployment %s/%s to report 0 replicas", d.Namespace, d.Name), nil
-			}
-			return true, "", nil
-		})
-}
-
-// waitEtcdStopped waits until pod DS-etcd-0 is gone and DS-etcd reports 0 replicas.
-func (m *manualRun) waitEtcdStopped(ctx context.Context, reason string) error {
-	sts := m.sts
-	pod := client.ObjectKey{Namespace: sts.Namespace, Name: kdcv1alpha1.EtcdPodName(m.c.DataStore())}
-	targets := []watchTarget{byName(&appsv1.StatefulSetList{}, sts.Namespace, sts.Name), byName(&corev1.PodList{}, pod.Namespace, pod.Name)}
-	return m.waitFor(ctx, reason, fmt.Sprintf("pod %s/%s did not go away", pod.Namespace, pod.Name), targets,
-		func(ctx context.Context) (bool, string, error) {
-			err := m.cl.Get(ctx, pod, &corev1.Pod{})
-			if err == nil {
-				return false, fmt.Sprintf("waiting for pod %s/%s to go", pod.Namespace, pod.Name), nil
-			}
-			if !apierrors.IsNotFound(err) {
-				return false, "", err
-			}
-			got := &appsv1.StatefulSet{}
-			if err := m.cl.Get(ctx, client.ObjectKeyFromObject(sts), got); err != nil {
-				return false, "", err
-			}
-			if got.Status.ObservedGeneration < got.Generation || got.Status.Replicas != 0 {
-				return false, fmt.Sprintf("waiting for StatefulSet %s/%s to report 0 replicas", sts.Namespace, sts.Name), nil
-			}
-			return true, "", nil
-		})
-}
-
-// waitStatefulSetReady waits until DS-etcd runs its recorded replicas, ready.
-func (m *manualRun) waitStatefulSetReady(ctx context.Context, reason, note string) error {
-	sts := m.sts
-	what := fmt.Sprintf("StatefulSet %s/%s did not become ready", sts.Namespace, sts.Name)
-	if note != "" {
-		what += " " + note
-	}
-	return m.waitFor(ctx, reason, what, []watchTarget{byName(&appsv1.StatefulSetList{}, sts.Namespace, sts.Name)},
-		func(ctx context.Context) (bool, string, error) {
-			got := &appsv1.StatefulSet{}
-			if err := m.cl.Get(ctx, client.ObjectKeyFromObject(sts), got); err != nil {
-				return false, "", err
-			}
-			if controller.StatefulSetReady(got, m.etcdReplicas) {
-				return true, "", nil
-			}
-			return false, fmt.Sprintf("etcd: %d/%d ready", got.Status.ReadyReplicas, m.etcdReplicas), nil
-		})
-}
-
-// waitDeploymentReady waits until C-cp completed its rollout at its recorded replicas.
-func (m *manualRun) waitDeploymentReady(ctx context.Context, reason string) error {
-	d := m.deploy
-	return m.waitFor(ctx, reason, fmt.Sprintf("Deployment %s/%s did not become ready", d.Namespace, d.Name),
-		[]watchTarget{byName(&appsv1.DeploymentList{}, d.Namespace, d.Name)},
-		func(ctx context.Context) (bool, string, error) {
-			got := &appsv1.Deployment{}
-			if err := m.cl.Get(ctx, client.ObjectKeyFromObject(d), got); err != nil {
-				return false, "", err
-			}
-			if controller.DeploymentReady(got, m.cpReplicas) {
-				return true, "", nil
-			}
-			st := got.Status
-			return false, fmt.Sprintf("control plane: %d updated, %d ready, %d available of %d", st.UpdatedReplicas, st.ReadyReplicas, st.AvailableReplicas, m.cpReplicas), nil
-		})
-}
-
-// runJob creates Job want (after deleting a Job of the same name left from an earlier restore)
-// and waits for its outcome, decided like the controller decides it. A failed Job is a
-// *stepError with reason and the Job's failure detail.
-func (m *manualRun) runJob(ctx context.Context, want *batchv1.Job, reason string) (*batchv1.Job, controller.JobOutcome, error) {
-	ref := want.Namespace + "/" + want.Name
-	got := &batchv1.Job{}
-	err := m.cl.Get(ctx, client.ObjectKeyFromObject(want), got)
-	switch {
-	case err == nil:
-		// A verify Job only reads S3; a restore or rollback Job's pod must be gone before
-		// another one may touch the data volume.
-		policy := metav1.DeletePropagationForeground
-		if want.Name == kdcv1alpha1.VerifyJobName(m.c.Name) {
-			policy = metav1.DeletePropagationBackground
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		c := &kdcv1alpha1.KdcCluster{}
+		if err := m.cl.Get(ctx, client.ObjectKeyFromObject(m.c), c); err != nil {
+			return err
 		}
-		m.logf("Deleting Job %s left over from an earlier restore", ref)
-		if err := m.deleteJobAndWait(ctx, got, policy); err != nil {
-			return nil, controller.JobPending, &stepError{reason, err.Error()}
+		orig := c.DeepCopy()
+		c.SetCondition(kdcv1alpha1.ConditionRestoreReady, status, reason, msg)
+		if succeeded {
+			c.Status.LatestRestoreKey = r.Key()
+			c.Status.LatestRestoreTime = &metav1.Time{Time: r.Now()}
 		}
-	case !apierrors.IsNotFound(err):
-		return nil, controller.JobPending, &stepError{reason, fmt.Sprintf("failed to get Job %s: %v", ref, err)}
-	}
-	if err := m.cl.Create(ctx, want); err != nil {
-		return nil, controller.JobPending, &stepError{reason, fmt.Sprintf("failed to create Job %s: %v", ref, err)}
-	}
-	m.logf("Created Job %s", ref)
-	outcome := controller.JobPending
-	var pods []corev1.Pod
-	job := want
-	targets := []watchTarget{
-		byName(&batchv1.JobList{}, want.Namespace, want.Name),
-		{list: &corev1.PodList{}, opts: []client.ListOption{client.InNamespace(want.Namespace), client.MatchingLabels{batchv1.ControllerUidLabel: string(want.UID)}}},
-	}
-	err = m.waitFor(ctx, reason, fmt.Sprintf("Job %s did not finish", ref), targets, func(ctx context.Context) (bool, string, error) {
-		var err error
-		outcome, job, pods, err = m.jobOutcome(ctx, want)
-		if err != nil {
-			return false, "", err
-		}
-		return outcome != controller.JobPending, "Job " + ref + ": " + podPhases(pods), nil
+		return m.cl.Status().Patch(ctx, c, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
 	})
 	if err != nil {
-		return want, controller.JobPending, err
+		m.warnf("could not record RestoreReady=%s on KdcCluster %s/%s: %v", status, m.c.Namespace, m.c.Name, err)
 	}
-	if outcome == controller.JobFailed {
-		return job, outcome, &stepError{reason, controller.RestoreJobFailureDetail(job, pods)}
-	}
-	m.logf("Job %s succeeded", ref)
-	return job, outcome, nil
+	return nil
 }
 
-// jobOutcome reads Job job (this very Job: same UID) and its pods, and decides it.
-func (m *manualRun) jobOutcome(ctx context.Context, job *batchv1.Job) (controller.JobOutcome, *batchv1.Job, []corev1.Pod, error) {
-	got := &batchv1.Job{}
-	err := m.cl.Get(ctx, client.ObjectKeyFromObject(job), got)
-	if apierrors.IsNotFound(err) || (err == nil && got.UID != job.UID) {
-		return controller.JobPending, job, nil, fmt.Errorf("the Job was deleted before it reported")
+// Event prints a step; the final one is printed by finish.
+func (m *manualRun) Event(r *engine.Restore, _, reason, message string) {
+	if r.Outcome != nil && (reason == kdcv1alpha1.ReasonRestoreSucceeded || reason == kdcv1alpha1.ReasonRestoreFailed) {
+		return
 	}
-	if err != nil {
-		return controller.JobPending, job, nil, err
-	}
-	pods := &corev1.PodList{}
-	if err := m.cl.List(ctx, pods, client.InNamespace(got.Namespace), client.MatchingLabels{batchv1.ControllerUidLabel: string(got.UID)}); err != nil {
-		return controller.JobPending, got, nil, err
-	}
-	return controller.RestoreJobOutcome(got, pods.Items), got, pods.Items, nil
+	m.logf("%s", message)
 }
 
-// deleteJobAndWait deletes this very Job (UID precondition) and waits until it is gone.
-func (m *manualRun) deleteJobAndWait(ctx context.Context, job *batchv1.Job, policy metav1.DeletionPropagation) error {
-	ref := job.Namespace + "/" + job.Name
-	opts := []client.DeleteOption{client.PropagationPolicy(policy)}
-	if job.UID != "" {
-		opts = append(opts, client.Preconditions{UID: &job.UID})
-	}
-	if err := m.cl.Delete(ctx, job, opts...); client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
-		return fmt.Errorf("failed to delete Job %s: %w", ref, err)
-	}
-	return m.waitFor(ctx, "", fmt.Sprintf("Job %s was not deleted", ref), []watchTarget{byName(&batchv1.JobList{}, job.Namespace, job.Name)},
-		func(ctx context.Context) (bool, string, error) {
-			got := &batchv1.Job{}
-			err := m.cl.Get(ctx, client.ObjectKeyFromObject(job), got)
-			if apierrors.IsNotFound(err) || (err == nil && job.UID != "" && got.UID != job.UID) {
-				return true, "", nil
-			}
-			return false, "waiting for Job " + ref + " and its pods to be deleted", client.IgnoreNotFound(err)
-		})
-}
+// Note prints progress.
+func (m *manualRun) Note(_ *engine.Restore, message string, _ ...any) { m.logf("%s", message) }
 
-// podNames lists the names of pods, sorted.
-func podNames(pods []corev1.Pod) string {
-	names := make([]string, 0, len(pods))
-	for _, p := range pods {
-		names = append(names, p.Name)
-	}
-	sort.Strings(names)
-	return strings.Join(names, ", ")
-}
-
-// podPhases summarises the phases of a Job's pods ("no pod yet", "1 Running", ...).
-func podPhases(pods []corev1.Pod) string {
-	if len(pods) == 0 {
-		return "no pod yet"
-	}
-	count := map[string]int{}
-	for _, p := range pods {
-		ph := string(p.Status.Phase)
-		if ph == "" {
-			ph = string(corev1.PodPending)
-		}
-		count[ph]++
-	}
-	var parts []string
-	for ph, n := range count {
-		parts = append(parts, fmt.Sprintf("%d %s", n, ph))
-	}
-	sort.Strings(parts)
-	return "pods " + strings.Join(parts, ", ")
-}
+// Observe: the manual restore has no metrics.
+func (m *manualRun) Observe(engine.Observation) {}

@@ -18,7 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
-	"kube-dc.com/etcd-backup/controller"
+	"kube-dc.com/etcd-backup/schedule"
 )
 
 // Health is the backup health of one cluster, as `kubectl kdc status` shows it.
@@ -66,12 +66,12 @@ type ClusterStatus struct {
 
 // assessCluster computes the backup health of c at now. A BackupReady=True condition is not
 // trusted blindly: the controller reports BackupStale only while it runs, so a last backup older
-// than its stale deadline (controller.BackupStaleDeadline) is Stale here too.
+// than its stale deadline (schedule.StaleDeadline) is Stale here too.
 func assessCluster(c *kdcv1alpha1.KdcCluster, run backupRun, now time.Time) ClusterStatus {
 	st := ClusterStatus{
 		Namespace:      c.Namespace,
 		Name:           c.Name,
-		Schedule:       cmp.Or(run.Schedule, controller.BackupSchedule(c)),
+		Schedule:       cmp.Or(run.Schedule, c.BackupSchedule()),
 		ScheduleOffset: run.Offset,
 		BackupJob:      run.Job,
 		LastBackupKey:  c.Status.LatestBackupKey,
@@ -111,7 +111,7 @@ func assessCluster(c *kdcv1alpha1.KdcCluster, run backupRun, now time.Time) Clus
 	if st.LastBackupTime != nil {
 		ref, what = *st.LastBackupTime, "the last backup succeeded"
 	}
-	deadline, interval, err := controller.BackupStaleDeadline(st.Schedule, ref)
+	deadline, interval, err := schedule.StaleDeadline(st.Schedule, ref)
 	if err != nil || ref.IsZero() || !now.After(deadline) {
 		return st
 	}

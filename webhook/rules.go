@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -14,14 +13,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/engine"
 )
 
 // The rules of the admission webhooks. Each is a pure function returning field.ErrorList; the
 // detail of every error starts with its reason ("InvalidKey: ...") so kubectl shows it and
 // ReasonOf recovers it. The restore controller re-checks requests with the same functions.
-
-// exampleSnapshotTime is the timestamp of the example key in rejection messages.
-var exampleSnapshotTime = time.Date(2026, 1, 1, 2, 0, 0, 0, time.UTC)
 
 // AnnotationsPath is the field path of the object's annotations.
 var AnnotationsPath = field.NewPath("metadata", "annotations")
@@ -59,50 +56,31 @@ func ReasonOf(err *field.Error) string {
 	return reason
 }
 
-// ExampleSnapshotKey is the example key rejection messages suggest for cluster.
-func ExampleSnapshotKey(cluster string) string {
-	return kdcv1alpha1.SnapshotKey(cluster, exampleSnapshotTime)
-}
+// ExampleSnapshotKey is a well-formed key of cluster, for messages.
+func ExampleSnapshotKey(cluster string) string { return engine.ExampleSnapshotKey(cluster) }
 
-// ValidateRestoreKey checks that key is exactly <cluster>/<cluster>-<ts>.db (InvalidKey) and
-// belongs to cluster (ForeignKey).
+// ValidateRestoreKey is the restore engine's key rule (engine.CheckKey) as a field error:
+// InvalidKey or ForeignKey.
 func ValidateRestoreKey(fldPath *field.Path, key, cluster string) field.ErrorList {
-	hint := fmt.Sprintf("use a key under %q, for example %s", cluster+"/", ExampleSnapshotKey(cluster))
-	_, _, err := kdcv1alpha1.ParseSnapshotKey(key, cluster)
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, kdcv1alpha1.ErrForeignKey):
-		return field.ErrorList{field.Invalid(fldPath, key, detail(kdcv1alpha1.ReasonForeignKey, "%v; %s", err, hint))}
-	default:
-		return field.ErrorList{field.Invalid(fldPath, key, detail(kdcv1alpha1.ReasonInvalidKey, "%v; %s", err, hint))}
-	}
-}
-
-// ValidateDataStoreForRestore checks that the cluster's datastore exists (ds != nil, else
-// DataStoreUnknown) and runs a single etcd replica (else MultiReplicaUnsupported).
-func ValidateDataStoreForRestore(fldPath *field.Path, ds *kdcv1alpha1.KdcClusterDatastore) field.ErrorList {
-	if ds == nil {
-		return field.ErrorList{field.Forbidden(fldPath, detail(kdcv1alpha1.ReasonDataStoreUnknown,
-			"the cluster's KdcClusterDatastore cannot be found; wait until status.dataStoreName is set, or fix spec.dataStore, then annotate again"))}
-	}
-	if r := ds.Spec.Etcd.Replicas; r != 1 {
-		return field.ErrorList{field.Forbidden(fldPath, detail(kdcv1alpha1.ReasonMultiReplicaUnsupported,
-			"KdcClusterDatastore %s/%s runs %d etcd replicas (spec.etcd.replicas) and restores support exactly 1; do not scale a running multi-member etcd down (it loses quorum unless the other members are removed first): restore every member from the same snapshot by hand, as docs/restore.md \"Multi-member datastores\" describes",
-			ds.Namespace, ds.Name, r))}
+	if v := engine.CheckKey(cluster, key); v != nil {
+		return field.ErrorList{field.Invalid(fldPath, key, v.String())}
 	}
 	return nil
 }
 
-// ValidateDataStoreFound is ValidateDataStoreForRestore's DataStoreUnknown error naming the
-// datastore namespace/name that was looked up and not found.
-func ValidateDataStoreFound(fldPath *field.Path, namespace, name string) field.ErrorList {
-	if name == "" {
-		return field.ErrorList{field.Forbidden(fldPath, detail(kdcv1alpha1.ReasonDataStoreUnknown,
-			"the cluster names no datastore yet (status.dataStoreName and spec.dataStore.name are empty); wait until the cluster is provisioned, then annotate again"))}
+// ValidateDataStoreForRestore is the restore engine's datastore rule (engine.CheckDataStore) as
+// a field error: DataStoreUnknown for a nil ds, MultiReplicaUnsupported.
+func ValidateDataStoreForRestore(fldPath *field.Path, ds *kdcv1alpha1.KdcClusterDatastore) field.ErrorList {
+	if v := engine.CheckDataStore(ds); v != nil {
+		return field.ErrorList{field.Forbidden(fldPath, v.String())}
 	}
-	return field.ErrorList{field.Forbidden(fldPath, detail(kdcv1alpha1.ReasonDataStoreUnknown,
-		"KdcClusterDatastore %s/%s cannot be found; fix spec.dataStore or wait until the datastore exists, then annotate again", namespace, name))}
+	return nil
+}
+
+// ValidateDataStoreFound is DataStoreUnknown for a datastore namespace/name ("" when the cluster
+// names none) that cannot be found (engine.DataStoreMissing).
+func ValidateDataStoreFound(fldPath *field.Path, namespace, name string) field.ErrorList {
+	return field.ErrorList{field.Forbidden(fldPath, engine.DataStoreMissing(namespace, name).String())}
 }
 
 // describeRestore says which restore runs, from the annotations of the object.

@@ -43,6 +43,10 @@ const (
 	AnnotationRestoreRolledBack = "kube-dc.com/restore-rolled-back"
 	// AnnotationRestoreStartedAt is the RFC 3339 time the controller began the restore; cleared at the end.
 	AnnotationRestoreStartedAt = "kube-dc.com/restore-started-at"
+	// AnnotationRestorePlan is every input of the restore (snapshot key, image, S3 location,
+	// etcd member, user, target version) as JSON, resolved once in Validating so later phases,
+	// the recovery and the Jobs run exactly what was verified; cleared at the end.
+	AnnotationRestorePlan = "kube-dc.com/restore-plan"
 	// AnnotationRestoreRevision is how the restore moved etcd's revision, a RestoreRevision in its
 	// String form (controller, from the restore Job's result, on entering StartingEtcd); cleared
 	// at the end.

@@ -1,5 +1,10 @@
 package v1alpha1
 
+import (
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
 // BackupReady condition and its reasons. Written by the backup controller.
 const (
 	// ConditionBackupReady is True when scheduled backups run and the latest one succeeded recently.
@@ -70,3 +75,15 @@ const (
 	// possible while the webhook is absent); the cluster is brought back on the old data.
 	ReasonRestoreCancelled = "Cancelled"
 )
+
+// SetCondition sets a condition on the cluster's status, always filling ObservedGeneration.
+// It reports whether anything changed.
+func (c *KdcCluster) SetCondition(condType string, status metav1.ConditionStatus, reason, message string) bool {
+	return meta.SetStatusCondition(&c.Status.Conditions, metav1.Condition{
+		Type:               condType,
+		Status:             status,
+		Reason:             reason,
+		Message:            message,
+		ObservedGeneration: c.Generation,
+	})
+}

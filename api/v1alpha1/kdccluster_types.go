@@ -148,6 +148,17 @@ func (c *KdcCluster) BackupEnabled() bool {
 	return c.Spec.Backup.Enabled == nil || *c.Spec.Backup.Enabled
 }
 
+// DefaultBackupSchedule is the API default of spec.backup.schedule.
+const DefaultBackupSchedule = "0 2 * * *"
+
+// BackupSchedule is spec.backup.schedule, or the API default when the object predates it.
+func (c *KdcCluster) BackupSchedule() string {
+	if c.Spec.Backup.Schedule != "" {
+		return c.Spec.Backup.Schedule
+	}
+	return DefaultBackupSchedule
+}
+
 // DataStoreNamespace is the namespace of the cluster's datastore.
 func (c *KdcCluster) DataStoreNamespace() string {
 	if c.Spec.DataStore.Namespace != "" {

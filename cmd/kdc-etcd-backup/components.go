@@ -7,7 +7,8 @@ import (
 
 	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
-	"kube-dc.com/etcd-backup/controller"
+	"kube-dc.com/etcd-backup/controller/backup"
+	"kube-dc.com/etcd-backup/controller/restore"
 	"kube-dc.com/etcd-backup/webhook"
 )
 
@@ -32,12 +33,11 @@ func setupComponents(mgr ctrl.Manager, o managerOptions) error {
 		}
 	}
 	if o.enableCtrl {
-		opts := controller.Options{Image: o.image, S3Endpoint: o.s3Endpoint, RestoreTimeouts: o.restoreTimeouts,
-			BackupSpreadWindow: o.backupSpreadWindow, MaxConcurrentBackups: o.maxConcurrentBackups}
-		if err := controller.SetupBackupReconciler(mgr, opts); err != nil {
+		if err := backup.Setup(mgr, backup.Options{Image: o.image, S3Endpoint: o.s3Endpoint,
+			SpreadWindow: o.backupSpreadWindow, MaxConcurrentBackups: o.maxConcurrentBackups}); err != nil {
 			return err
 		}
-		if err := controller.SetupRestoreReconciler(mgr, opts); err != nil {
+		if err := restore.Setup(mgr, restore.Options{Image: o.image, S3Endpoint: o.s3Endpoint, Timeouts: o.restoreTimeouts}); err != nil {
 			return err
 		}
 	}

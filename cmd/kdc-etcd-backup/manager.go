@@ -19,7 +19,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"kube-dc.com/etcd-backup/certs"
-	"kube-dc.com/etcd-backup/controller"
+	"kube-dc.com/etcd-backup/controller/backup"
+	"kube-dc.com/etcd-backup/engine"
 	"kube-dc.com/etcd-backup/version"
 )
 
@@ -37,7 +38,7 @@ type managerOptions struct {
 	s3Endpoint                 string
 	controllerUsername         string
 	enableWebhooks, enableCtrl bool
-	restoreTimeouts            controller.RestoreTimeouts
+	restoreTimeouts            engine.Timeouts
 	backupSpreadWindow         time.Duration
 	maxConcurrentBackups       int
 }
@@ -57,16 +58,16 @@ func (o *managerOptions) bind(fs *flag.FlagSet) {
 	fs.StringVar(&o.controllerUsername, "controller-username", defaultControllerUsername(), "username of the controller's identity: the only one allowed to write restore bookkeeping annotations")
 	fs.BoolVar(&o.enableWebhooks, "enable-webhooks", true, "serve the admission webhooks")
 	fs.BoolVar(&o.enableCtrl, "enable-controllers", true, "run the backup and restore controllers")
-	fs.DurationVar(&o.backupSpreadWindow, "backup-spread-window", controller.DefaultBackupSpreadWindow, "clusters sharing a backup schedule run up to this much later than it, each at its own fixed offset (0 runs every backup exactly on its schedule)")
-	fs.IntVar(&o.maxConcurrentBackups, "max-concurrent-backups", controller.DefaultMaxConcurrentBackups, "at most this many backup Jobs run at once in the management cluster; the others wait, in order (0: no limit)")
+	fs.DurationVar(&o.backupSpreadWindow, "backup-spread-window", backup.DefaultSpreadWindow, "clusters sharing a backup schedule run up to this much later than it, each at its own fixed offset (0 runs every backup exactly on its schedule)")
+	fs.IntVar(&o.maxConcurrentBackups, "max-concurrent-backups", backup.DefaultMaxConcurrentBackups, "at most this many backup Jobs run at once in the management cluster; the others wait, in order (0: no limit)")
 	t := &o.restoreTimeouts
-	fs.DurationVar(&t.Validating, "restore-validating-timeout", controller.DefaultValidatingTimeout, "restore: deadline of the Validating phase (the verify Job)")
-	fs.DurationVar(&t.Drain, "restore-drain-timeout", controller.DefaultDrainTimeout, "restore: deadline of DrainingControlPlane")
-	fs.DurationVar(&t.EtcdStop, "restore-etcd-stop-timeout", controller.DefaultEtcdStopTimeout, "restore: deadline of StoppingEtcd")
-	fs.DurationVar(&t.RestoreJob, "restore-job-timeout", controller.DefaultRestoreJobTimeout, "restore: deadline of RestoringSnapshot (the restore Job)")
-	fs.DurationVar(&t.EtcdStart, "restore-etcd-start-timeout", controller.DefaultEtcdStartTimeout, "restore: deadline of StartingEtcd")
-	fs.DurationVar(&t.ControlPlaneStart, "restore-control-plane-start-timeout", controller.DefaultControlPlaneStartTimeout, "restore: deadline of StartingControlPlane")
-	fs.DurationVar(&t.Recovery, "restore-recovery-timeout", controller.DefaultRecoveryTimeout, "restore: deadline of bringing the cluster back after a failure")
+	fs.DurationVar(&t.Validating, "restore-validating-timeout", engine.DefaultValidatingTimeout, "restore: deadline of the Validating phase (the verify Job)")
+	fs.DurationVar(&t.Drain, "restore-drain-timeout", engine.DefaultDrainTimeout, "restore: deadline of DrainingControlPlane")
+	fs.DurationVar(&t.EtcdStop, "restore-etcd-stop-timeout", engine.DefaultEtcdStopTimeout, "restore: deadline of StoppingEtcd")
+	fs.DurationVar(&t.RestoreJob, "restore-job-timeout", engine.DefaultRestoreJobTimeout, "restore: deadline of RestoringSnapshot (the restore Job)")
+	fs.DurationVar(&t.EtcdStart, "restore-etcd-start-timeout", engine.DefaultEtcdStartTimeout, "restore: deadline of StartingEtcd")
+	fs.DurationVar(&t.ControlPlaneStart, "restore-control-plane-start-timeout", engine.DefaultControlPlaneStartTimeout, "restore: deadline of StartingControlPlane")
+	fs.DurationVar(&t.Recovery, "restore-recovery-timeout", engine.DefaultRecoveryTimeout, "restore: deadline of bringing the cluster back after a failure")
 }
 
 // defaultControllerUsername is the manager's own service account, from the downward API.

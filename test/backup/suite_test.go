@@ -10,7 +10,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"kube-dc.com/etcd-backup/controller"
+	"kube-dc.com/etcd-backup/controller/backup"
 	"kube-dc.com/etcd-backup/test/framework"
 )
 
@@ -47,7 +47,7 @@ var _ = BeforeSuite(func() {
 
 	mgr, err := ctrl.NewManager(env.Config, framework.ManagerOptions())
 	Expect(err).NotTo(HaveOccurred())
-	Expect(controller.SetupBackupReconciler(mgr, controller.Options{Image: testImage, S3Endpoint: testS3Endpoint, MaxConcurrentBackups: testMaxConcurrentBackups})).To(Succeed())
+	Expect(backup.Setup(mgr, backup.Options{Image: testImage, S3Endpoint: testS3Endpoint, MaxConcurrentBackups: testMaxConcurrentBackups})).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())

@@ -11,7 +11,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"kube-dc.com/etcd-backup/controller"
+	"kube-dc.com/etcd-backup/controller/backup"
 	"kube-dc.com/etcd-backup/test/framework"
 )
 
@@ -55,7 +55,7 @@ var _ = BeforeSuite(func() {
 	mgr, err := ctrl.NewManager(env.Config, framework.ManagerOptions())
 	Expect(err).NotTo(HaveOccurred())
 	// The manager's --s3-endpoint is MinIO: the CronJob carries it, and the plugin finds it there.
-	Expect(controller.SetupBackupReconciler(mgr, controller.Options{Image: testImage, S3Endpoint: minio.Endpoint})).To(Succeed())
+	Expect(backup.Setup(mgr, backup.Options{Image: testImage, S3Endpoint: minio.Endpoint})).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())

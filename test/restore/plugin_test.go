@@ -11,7 +11,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
-	"kube-dc.com/etcd-backup/controller"
+	"kube-dc.com/etcd-backup/engine"
 	"kube-dc.com/etcd-backup/plugin"
 )
 
@@ -59,7 +59,7 @@ var _ = Describe("kubectl kdc restore --wait", func() {
 	})
 
 	It("requests the restore and follows every phase to Succeeded", func() {
-		m := startRestoreManager(controller.RestoreTimeouts{})
+		m := startRestoreManager(engine.Timeouts{})
 		DeferCleanup(m.stop)
 		out, errOut, code := kdcRun("restore", clusterName, "-n", t.ns, "--from", snapshotKey, "--wait")
 		Expect(code).To(Equal(0), errOut)
@@ -77,7 +77,7 @@ var _ = Describe("kubectl kdc restore --wait", func() {
 	It("follows a restore already running, and exits 1 with the reason when it fails", func() {
 		t.k.failJob(kdcv1alpha1.RestoreJobName(clusterName), 9)
 		t.k.hold(gateRestore)
-		m := startRestoreManager(controller.RestoreTimeouts{Recovery: 30 * time.Second})
+		m := startRestoreManager(engine.Timeouts{Recovery: 30 * time.Second})
 		DeferCleanup(m.stop)
 		out, errOut, code := kdcRun("restore", clusterName, "-n", t.ns, "--from", snapshotKey)
 		Expect(code).To(Equal(0), errOut)
@@ -103,7 +103,7 @@ var _ = Describe("kubectl kdc restore --wait", func() {
 		c := t.cluster()
 		c.Status.LatestBackupKey = snapshotKey
 		Expect(env.Client.Status().Update(ctx, c)).To(Succeed())
-		m := startRestoreManager(controller.RestoreTimeouts{})
+		m := startRestoreManager(engine.Timeouts{})
 		DeferCleanup(m.stop)
 		out, errOut, code := kdcRun("restore", clusterName, "-n", t.ns, "--latest", "--wait")
 		Expect(code).To(Equal(0), errOut)

@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
-	"kube-dc.com/etcd-backup/controller"
+	"kube-dc.com/etcd-backup/engine"
 )
 
 // fullWalk is the restore-state sequence of a successful restore ("" at the end: cleared).
@@ -68,7 +68,7 @@ var _ = Describe("Restore", func() {
 	})
 
 	It("walks every phase, changing exactly what each phase says", func() {
-		m := startRestoreManager(controller.RestoreTimeouts{})
+		m := startRestoreManager(engine.Timeouts{})
 		DeferCleanup(m.stop)
 		phases := t.recordPhases()
 		podsBefore := t.podNames(kdcv1alpha1.ControlPlaneDeploymentName(clusterName))
@@ -150,7 +150,7 @@ var _ = Describe("Restore failures", func() {
 	})
 
 	// short makes the deadlines of the phases a failure case waits out short.
-	short := controller.RestoreTimeouts{EtcdStart: 3 * time.Second, ControlPlaneStart: 3 * time.Second, Recovery: 30 * time.Second}
+	short := engine.Timeouts{EtcdStart: 3 * time.Second, ControlPlaneStart: 3 * time.Second, Recovery: 30 * time.Second}
 
 	DescribeTable("each reason brings the cluster back and says what happened to the data",
 		func(setup func(t *tenant), key string, wantTouched bool, wantJobs []string, parts ...string) {
@@ -223,7 +223,7 @@ var _ = Describe("Restore across manager restarts", func() {
 
 	DescribeTable("a manager killed inside a phase is replaced by one that finishes the restore",
 		func(phase kdcv1alpha1.RestorePhase, gates []gate, extra func(g Gomega)) {
-			m1 := startRestoreManager(controller.RestoreTimeouts{})
+			m1 := startRestoreManager(engine.Timeouts{})
 			podsBefore := t.podNames(kdcv1alpha1.ControlPlaneDeploymentName(clusterName))
 			t.k.hold(gates...)
 			t.requestRestore(snapshotKey)
@@ -232,7 +232,7 @@ var _ = Describe("Restore across manager restarts", func() {
 				Eventually(extra).Should(Succeed())
 			}
 			m1.stop()
-			m2 := startRestoreManager(controller.RestoreTimeouts{})
+			m2 := startRestoreManager(engine.Timeouts{})
 			DeferCleanup(m2.stop)
 			t.k.release(gates...)
 			expectSucceeded(t, podsBefore)
@@ -258,13 +258,13 @@ var _ = Describe("Restore across manager restarts", func() {
 	)
 
 	It("Succeeded: a manager restarted after a restore changes nothing", func() {
-		m1 := startRestoreManager(controller.RestoreTimeouts{})
+		m1 := startRestoreManager(engine.Timeouts{})
 		t.requestRestore(snapshotKey)
 		expectSucceeded(t, nil)
 		before := t.cluster()
 		jobs := len(t.jobs())
 		m1.stop()
-		m2 := startRestoreManager(controller.RestoreTimeouts{})
+		m2 := startRestoreManager(engine.Timeouts{})
 		DeferCleanup(m2.stop)
 		Consistently(func(g Gomega) {
 			c := t.cluster()
@@ -275,14 +275,14 @@ var _ = Describe("Restore across manager restarts", func() {
 	})
 
 	It("Failed: a manager killed while bringing the cluster back finishes the recovery", func() {
-		m1 := startRestoreManager(controller.RestoreTimeouts{})
+		m1 := startRestoreManager(engine.Timeouts{})
 		t.k.failJob(kdcv1alpha1.RestoreJobName(clusterName), 9)
 		t.k.hold(gateEtcdReady)
 		t.requestRestore(snapshotKey)
 		Eventually(inPhase(kdcv1alpha1.PhaseRestoringSnapshot, true)).Should(Succeed())
 		Eventually(func(g Gomega) { g.Expect(*t.statefulSet().Spec.Replicas).To(BeEquivalentTo(1)) }).Should(Succeed())
 		m1.stop()
-		m2 := startRestoreManager(controller.RestoreTimeouts{})
+		m2 := startRestoreManager(engine.Timeouts{})
 		DeferCleanup(m2.stop)
 		t.k.release(gateEtcdReady)
 		expectFailed(t, snapshotKey, "(RestoreJobFailed)", "started again on the old data")

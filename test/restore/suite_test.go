@@ -10,7 +10,8 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"kube-dc.com/etcd-backup/controller"
+	"kube-dc.com/etcd-backup/controller/restore"
+	"kube-dc.com/etcd-backup/engine"
 	"kube-dc.com/etcd-backup/test/framework"
 )
 
@@ -57,11 +58,11 @@ type restoreManager struct {
 }
 
 // startRestoreManager starts a manager running only the restore controller.
-func startRestoreManager(timeouts controller.RestoreTimeouts) *restoreManager {
+func startRestoreManager(timeouts engine.Timeouts) *restoreManager {
 	mgr, err := ctrl.NewManager(env.Config, framework.ManagerOptions())
 	Expect(err).NotTo(HaveOccurred())
-	Expect(controller.SetupRestoreReconciler(mgr, controller.Options{
-		Image: testImage, S3Endpoint: testS3Endpoint, RestoreTimeouts: timeouts,
+	Expect(restore.Setup(mgr, restore.Options{
+		Image: testImage, S3Endpoint: testS3Endpoint, Timeouts: timeouts,
 	})).To(Succeed())
 	mctx, cancel := context.WithCancel(ctx)
 	m := &restoreManager{cancel: cancel, done: make(chan struct{})}

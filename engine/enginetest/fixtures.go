@@ -1,0 +1,103 @@
+// Package enginetest holds the fixtures of the restore engine's tests and its drivers' tests.
+package enginetest
+
+import (
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+
+	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
+	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+)
+
+const (
+	// NS, ClusterName, DS, Key and Image name the fixtures' objects.
+	NS          = "tenant"
+	ClusterName = "prod"
+	DS          = "ds"
+	Key         = "prod/prod-20260101T020000Z.db"
+	Image       = "kdc-etcd-backup:v1"
+)
+
+// Start is when the restore of the fixtures starts.
+var Start = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// Scheme is the scheme of the fixtures.
+func Scheme(t testing.TB) *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, kdcv1alpha1.AddToScheme, obcv1alpha1.AddToScheme} {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+// EtcdStatefulSet is DS-etcd as a Kamaji-style datastore runs it.
+func EtcdStatefulSet(ns, ds string, replicas int32) *appsv1.StatefulSet {
+	return &appsv1.StatefulSet{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: kdcv1alpha1.EtcdStatefulSetName(ds)},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:    ptr.To(replicas),
+			ServiceName: kdcv1alpha1.EtcdStatefulSetName(ds),
+			Selector:    &metav1.LabelSelector{MatchLabels: map[string]string{"app": ds + "-etcd"}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": ds + "-etcd"}},
+				Spec: corev1.PodSpec{
+					SecurityContext: &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](1000), FSGroup: ptr.To[int64](1000)},
+					Containers: []corev1.Container{{
+						Name:    "etcd",
+						Image:   "etcd:3.5.21-0",
+						Command: []string{"etcd"},
+						Args: []string{
+							"--data-dir=/var/run/etcd/default.etcd",
+							"--name=$(POD_NAME)",
+							"--initial-advertise-peer-urls=https://$(POD_NAME).ds-etcd.$(POD_NAMESPACE).svc:2380",
+							"--initial-cluster=$(POD_NAME)=https://$(POD_NAME).ds-etcd.$(POD_NAMESPACE).svc:2380",
+							"--initial-cluster-token=kamaji",
+						},
+						Env: []corev1.EnvVar{
+							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
+							{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
+						},
+						VolumeMounts: []corev1.VolumeMount{{Name: "etcd-data", MountPath: "/var/run/etcd"}},
+					}},
+				},
+			},
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{ObjectMeta: metav1.ObjectMeta{Name: "etcd-data"}}},
+		},
+	}
+}
+
+// ControlPlane is C-cp, a plain Deployment of an API server.
+func ControlPlane(ns, cluster string, replicas int32) *appsv1.Deployment {
+	labels := map[string]string{"app": cluster + "-cp"}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: kdcv1alpha1.ControlPlaneDeploymentName(cluster)},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "kube-apiserver", Image: "kube-apiserver:v1.33.0"}}},
+			},
+		},
+	}
+}
+
+// Cluster is a KdcCluster of datastore ds with annotations.
+func Cluster(ns, name, ds string, annotations map[string]string) *kdcv1alpha1.KdcCluster {
+	return &kdcv1alpha1.KdcCluster{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID("uid-" + name), Annotations: annotations, Generation: 1},
+		Spec:       kdcv1alpha1.KdcClusterSpec{DataStore: kdcv1alpha1.DataStoreRef{Name: ds}},
+		Status:     kdcv1alpha1.KdcClusterStatus{DataStoreName: ds},
+	}
+}

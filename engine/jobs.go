@@ -1,0 +1,306 @@
+package engine
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"sort"
+	"strconv"
+	"strings"
+
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
+
+	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/jobspec"
+)
+
+// The fixed shape of the restore's Jobs (docs/jobs.md is the contract of their subcommands).
+const (
+	// ContainerName is the only container of the verify, restore and rollback Jobs.
+	ContainerName = "restore"
+	// restoreDataVolume is the Job volume of the etcd data PVC etcd-data-DS-etcd-0.
+	restoreDataVolume = "etcd-data"
+	// restoreTmpVolume is a writable /tmp under the read-only root filesystem.
+	restoreTmpVolume = "tmp"
+	// restoreVerifyBackoffLimit: the verify Job touches nothing, so retriable failures (S3
+	// unreachable) are retried; the others fail it at once (restoreNonRetryableExitCodes).
+	restoreVerifyBackoffLimit int32 = 2
+	// restoreBumpRevision is --bump-revision: the restored revision jumps by this much so no
+	// client of the tenant's API server ever sees revisions go backwards.
+	restoreBumpRevision = 1_000_000_000
+	// restoreDefaultUID is the user the data Jobs run as when the etcd StatefulSet names none
+	// (or names root, which the Jobs never run as).
+	restoreDefaultUID int64 = 65532
+	// restoreJobTTLSeconds keeps finished verify and rollback Jobs (logs) for a day. The restore
+	// Job is deleted by the controller on success and kept on failure until the next restore.
+	restoreJobTTLSeconds int32 = 24 * 60 * 60
+)
+
+// restoreNonRetryableExitCodes are the exit codes a retry cannot fix (docs/jobs.md): Usage,
+// ObjectMissing, BucketMissing, AccessDenied, Integrity, DiskFull, NoPreviousGeneration, LocalIO.
+var restoreNonRetryableExitCodes = []int32{3, 4, 5, 6, 9, 10, 11, 12}
+
+// RunAs is the identity the data Jobs run as.
+type RunAs struct {
+	UID     int64 `json:"uid"`
+	GID     int64 `json:"gid"`
+	FSGroup int64 `json:"fsGroup"`
+}
+
+// RunAsOf takes the etcd container's (else the pod's) runAsUser, runAsGroup and fsGroup,
+// so the restore writes etcd's data directory as etcd itself; unset or root becomes
+// restoreDefaultUID (the Jobs never run as root).
+func RunAsOf(spec *corev1.PodSpec) RunAs {
+	ra := RunAs{UID: restoreDefaultUID, GID: restoreDefaultUID, FSGroup: restoreDefaultUID}
+	pick := func(dst *int64, vals ...*int64) {
+		for _, v := range vals {
+			if v != nil && *v != 0 {
+				*dst = *v
+				return
+			}
+		}
+	}
+	var cUID, cGID *int64
+	if c, err := etcdContainer(spec.Containers); err == nil && c.SecurityContext != nil {
+		cUID, cGID = c.SecurityContext.RunAsUser, c.SecurityContext.RunAsGroup
+	}
+	var pUID, pGID, pFS *int64
+	if psc := spec.SecurityContext; psc != nil {
+		pUID, pGID, pFS = psc.RunAsUser, psc.RunAsGroup, psc.FSGroup
+	}
+	pick(&ra.UID, cUID, pUID)
+	pick(&ra.GID, cGID, pGID, cUID, pUID)
+	pick(&ra.FSGroup, pFS, cGID, pGID, cUID, pUID)
+	return ra
+}
+
+// jobLabels are the labels of the restore's Jobs and their pods. LabelClusterNamespace
+// lets the watch map a Job in the datastore's namespace back to its KdcCluster.
+func jobLabels(c *kdcv1alpha1.KdcCluster) map[string]string {
+	labels := jobspec.OwnedLabels(c, kdcv1alpha1.ComponentRestore)
+	labels[kdcv1alpha1.LabelClusterNamespace] = c.Namespace
+	return labels
+}
+
+// restoreS3Args are the S3 flags shared by verify and restore.
+func restoreS3Args(p *Plan) []string {
+	args := []string{"--s3-endpoint=" + p.Location.Endpoint, "--bucket=" + p.Location.Bucket}
+	if p.Location.Prefix != "" {
+		args = append(args, "--prefix="+p.Location.Prefix)
+	}
+	if p.Location.Region != "" {
+		args = append(args, "--region="+p.Location.Region)
+	}
+	return args
+}
+
+// restoreVerifyArgs are the arguments of `kdc-etcd-backup verify`.
+func restoreVerifyArgs(c *kdcv1alpha1.KdcCluster, p *Plan) []string {
+	return append([]string{"verify", "--key=" + p.Key, "--cluster=" + c.Name}, restoreS3Args(p)...)
+}
+
+// restoreArgs are the arguments of `kdc-etcd-backup restore`: the member as DS-etcd runs
+// it, the revision bump and mark-compacted (watchers and informers of the tenant re-list).
+func restoreArgs(c *kdcv1alpha1.KdcCluster, p *Plan) []string {
+	args := []string{
+		"restore",
+		"--key=" + p.Key,
+		"--cluster=" + c.Name,
+		"--data-dir=" + p.Member.DataDir,
+		"--name=" + p.Member.Name,
+		"--initial-cluster=" + p.Member.InitialCluster,
+		"--initial-advertise-peer-urls=" + strings.Join(p.Member.PeerURLs, ","),
+		"--initial-cluster-token=" + p.Member.ClusterToken,
+		"--bump-revision=" + strconv.Itoa(restoreBumpRevision),
+		"--mark-compacted=true",
+	}
+	if p.TargetVersion != "" {
+		args = append(args, "--target-version="+p.TargetVersion)
+	}
+	return append(args, restoreS3Args(p)...)
+}
+
+// rollbackArgs are the arguments of `kdc-etcd-backup rollback`.
+func rollbackArgs(p *Plan) []string {
+	return []string{"rollback", "--data-dir=" + p.Member.DataDir}
+}
+
+// JobKind tells the three Jobs apart.
+type JobKind int
+
+const (
+	JobVerify JobKind = iota
+	JobRestore
+	JobRollback
+)
+
+// BuildJob returns the verify, restore or rollback Job of a restore. It is pure.
+//
+//   - verify runs in the cluster's namespace (owned by the KdcCluster), mounts nothing and only
+//     reads the snapshot: the pre-flight proof before anything disruptive;
+//   - restore and rollback run in the datastore's namespace, where the PVC etcd-data-DS-etcd-0
+//     is, mounted at EtcdDataMountPath, as etcd's own user. They never retry (backoffLimit 0): a
+//     second restore run would push the kept previous data out, a second rollback undoes the
+//     first. Everything retriable happens before the swap, so the operator can re-annotate.
+func BuildJob(kind JobKind, c *kdcv1alpha1.KdcCluster, p *Plan, attempt string) *batchv1.Job {
+	labels := jobLabels(c)
+	ctr := corev1.Container{
+		Name:         ContainerName,
+		Image:        p.Image,
+		Command:      []string{jobspec.Binary},
+		Env:          jobspec.S3CredentialEnv(p.CredentialSecret),
+		VolumeMounts: []corev1.VolumeMount{{Name: restoreTmpVolume, MountPath: "/tmp"}},
+		Resources: corev1.ResourceRequirements{Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("100m"),
+			corev1.ResourceMemory: resource.MustParse("128Mi"),
+		}},
+		TerminationMessagePolicy: corev1.TerminationMessageReadFile,
+		SecurityContext:          jobspec.ContainerSecurityContext(),
+	}
+	volumes := []corev1.Volume{{Name: restoreTmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	ns, name := c.DataStoreNamespace(), kdcv1alpha1.RestoreJobName(c.Name)
+	backoff := int32(0)
+	ttl := ptr.To(restoreJobTTLSeconds)
+	switch kind {
+	case JobVerify:
+		ns, name, backoff = c.Namespace, kdcv1alpha1.VerifyJobName(c.Name), restoreVerifyBackoffLimit
+		ctr.Args = restoreVerifyArgs(c, p)
+		// Streams the object through its hashes: bounded buffers, no disk.
+		ctr.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")}
+	case JobRestore:
+		ctr.Args = restoreArgs(c, p)
+		ttl = nil
+	case JobRollback:
+		name = kdcv1alpha1.RollbackJobName(c.Name)
+		ctr.Args = rollbackArgs(p)
+		ctr.Env = nil
+	}
+	if kind != JobVerify {
+		ctr.VolumeMounts = append(ctr.VolumeMounts, corev1.VolumeMount{Name: restoreDataVolume, MountPath: kdcv1alpha1.EtcdDataMountPath})
+		volumes = append(volumes, corev1.Volume{Name: restoreDataVolume, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: kdcv1alpha1.EtcdDataPVCName(c.DataStore())},
+		}})
+	}
+	job := &batchv1.Job{
+		TypeMeta: metav1.TypeMeta{APIVersion: batchv1.SchemeGroupVersion.String(), Kind: "Job"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        name,
+			Namespace:   ns,
+			Labels:      labels,
+			Annotations: map[string]string{kdcv1alpha1.AnnotationRestoreAttempt: attempt},
+		},
+		Spec: batchv1.JobSpec{
+			BackoffLimit:            ptr.To(backoff),
+			TTLSecondsAfterFinished: ttl,
+			PodFailurePolicy: &batchv1.PodFailurePolicy{Rules: []batchv1.PodFailurePolicyRule{{
+				Action: batchv1.PodFailurePolicyActionFailJob,
+				OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{
+					ContainerName: ptr.To(ContainerName),
+					Operator:      batchv1.PodFailurePolicyOnExitCodesOpIn,
+					Values:        restoreNonRetryableExitCodes,
+				},
+			}}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					RestartPolicy:                 corev1.RestartPolicyNever,
+					AutomountServiceAccountToken:  ptr.To(false),
+					EnableServiceLinks:            ptr.To(false),
+					TerminationGracePeriodSeconds: ptr.To[int64](30),
+					SecurityContext:               jobspec.PodSecurityContext(p.RunAs.UID, p.RunAs.GID, p.RunAs.FSGroup),
+					Containers:                    []corev1.Container{ctr},
+					Volumes:                       volumes,
+				},
+			},
+		},
+	}
+	if ns == c.Namespace {
+		job.OwnerReferences = []metav1.OwnerReference{jobspec.ClusterOwnerRef(c)}
+	}
+	return job
+}
+
+// freshBackupJobName is the name of the backup Job started after a successful restore:
+// C-etcd-backup-r<hash of the attempt>, shortened to fit a Job name (which becomes a label).
+func freshBackupJobName(c *kdcv1alpha1.KdcCluster, attempt string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(attempt))
+	suffix := fmt.Sprintf("-r%08x", h.Sum32())
+	base := kdcv1alpha1.BackupCronJobName(c.Name)
+	if max := validation.DNS1123LabelMaxLength - len(suffix); len(base) > max {
+		base = strings.TrimRight(base[:max], "-.")
+	}
+	return base + suffix
+}
+
+// BuildFreshBackupJob is the fresh backup after a restore: a Job from the CronJob
+// C-etcd-backup (JobFromCronJob) carrying the restore's attempt. It is pure.
+func BuildFreshBackupJob(c *kdcv1alpha1.KdcCluster, cj *batchv1.CronJob, attempt string) *batchv1.Job {
+	return jobspec.JobFromCronJob(cj, freshBackupJobName(c, attempt), map[string]string{kdcv1alpha1.AnnotationRestoreAttempt: attempt})
+}
+
+// jobResult is the one-line JSON a Job subcommand writes as its termination message
+// (docs/jobs.md); only the fields the controller reports.
+type jobResult struct {
+	Error    string `json:"error"`
+	Reason   string `json:"reason"`
+	ExitCode int    `json:"exitCode"`
+}
+
+// jobFailureDetail explains a failed Job from its pods' termination messages (newest
+// first), falling back to the Job's Failed condition.
+func jobFailureDetail(job *batchv1.Job, pods []corev1.Pod) string {
+	sort.SliceStable(pods, func(i, j int) bool {
+		return pods[j].CreationTimestamp.Before(&pods[i].CreationTimestamp)
+	})
+	for _, p := range pods {
+		for _, cs := range p.Status.ContainerStatuses {
+			t := cs.State.Terminated
+			if cs.Name != ContainerName || t == nil || t.ExitCode == 0 {
+				continue
+			}
+			var res jobResult
+			if err := json.Unmarshal([]byte(strings.TrimSpace(t.Message)), &res); err == nil && res.Error != "" {
+				return fmt.Sprintf("Job %s/%s: %s (%s, exit code %d)", job.Namespace, job.Name, res.Error, res.Reason, t.ExitCode)
+			}
+			return fmt.Sprintf("Job %s/%s: container exited with code %d: %s", job.Namespace, job.Name, t.ExitCode, strings.TrimSpace(t.Message))
+		}
+	}
+	if cond := jobCondition(job, batchv1.JobFailed); cond != nil {
+		return fmt.Sprintf("Job %s/%s failed: %s: %s", job.Namespace, job.Name, cond.Reason, cond.Message)
+	}
+	return fmt.Sprintf("Job %s/%s failed", job.Namespace, job.Name)
+}
+
+// jobRevision reads how the restore Job moved etcd's revision from the termination
+// message of its succeeded pod.
+func jobRevision(pods []corev1.Pod) (kdcv1alpha1.RestoreRevision, bool) {
+	for _, p := range pods {
+		for _, cs := range p.Status.ContainerStatuses {
+			t := cs.State.Terminated
+			if cs.Name != ContainerName || t == nil || t.ExitCode != 0 {
+				continue
+			}
+			var rev kdcv1alpha1.RestoreRevision
+			if err := json.Unmarshal([]byte(strings.TrimSpace(t.Message)), &rev); err == nil && rev.RestoredRevision > 0 {
+				return rev, true
+			}
+		}
+	}
+	return kdcv1alpha1.RestoreRevision{}, false
+}
+
+// jobCondition returns the Job's condition of type t when it is True.
+func jobCondition(job *batchv1.Job, t batchv1.JobConditionType) *batchv1.JobCondition {
+	for i := range job.Status.Conditions {
+		if c := &job.Status.Conditions[i]; c.Type == t && c.Status == corev1.ConditionTrue {
+			return c
+		}
+	}
+	return nil
+}

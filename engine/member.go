@@ -1,0 +1,210 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+)
+
+// etcd's own defaults, used when the StatefulSet sets neither the flag nor its ETCD_* variable.
+const (
+	etcdDefaultName       = "default"
+	etcdDefaultPeerURL    = "http://localhost:2380"
+	etcdDefaultToken      = "etcd-cluster"
+	etcdDefaultDataSuffix = ".etcd"
+	// etcdDataVolume is the volumeClaimTemplate of DS-etcd that yields etcd-data-DS-etcd-0.
+	etcdDataVolume = "etcd-data"
+)
+
+// EtcdMember is how DS-etcd runs its single member (pod DS-etcd-0), as `restore` must be
+// told it: etcdutl writes the member name, peer URLs, initial cluster and cluster token into the
+// restored membership, and etcd refuses to start when they differ from its own flags.
+type EtcdMember struct {
+	Name           string   `json:"name"`
+	PeerURLs       []string `json:"peerURLs"`
+	InitialCluster string   `json:"initialCluster"`
+	ClusterToken   string   `json:"clusterToken"`
+	// DataDir is etcd's data directory translated to the Job's mount of the same PVC at
+	// EtcdDataMountPath.
+	DataDir string `json:"dataDir"`
+}
+
+var (
+	// unquote drops shell quotes from a word of a script.
+	unquote     = strings.NewReplacer(`"`, "", "'", "")
+	kubeVarRef  = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)`)
+	shellVarRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)`)
+)
+
+// DeriveEtcdMember reads the member configuration of pod DS-etcd-0 from the StatefulSet's etcd
+// container, the way etcd itself would resolve it:
+//
+//  1. the container named "etcd" (or whose command is etcd, or the only container);
+//  2. its environment with Kubernetes' $(VAR) expansion; fieldRef metadata.name is the pod name
+//     DS-etcd-0 and metadata.namespace the StatefulSet's namespace (HOSTNAME is the pod name too,
+//     as in every StatefulSet pod);
+//  3. command and args after $(VAR) expansion; a shell script (sh -c "etcd ...") is split into
+//     words and its $VAR / ${VAR} references expanded from the same environment;
+//  4. each setting from its flag (--name, --initial-advertise-peer-urls, --initial-cluster,
+//     --initial-cluster-token, --data-dir; "--f=v", "--f v" and single-dash forms), else its
+//     ETCD_* variable (etcd's flag-over-environment precedence), else etcd's default;
+//  5. the data directory is mapped from the etcd container's mount of the etcd-data volume to the
+//     restore Job's mount of the same PVC at EtcdDataMountPath.
+//
+// Anything left unresolved (a variable it cannot know, such as the pod IP) is an error: the
+// restore must never guess, because a wrong member identity makes etcd refuse the data.
+func DeriveEtcdMember(sts *appsv1.StatefulSet) (EtcdMember, error) {
+	c, err := etcdContainer(sts.Spec.Template.Spec.Containers)
+	if err != nil {
+		return EtcdMember{}, err
+	}
+	podName := sts.Name + "-0"
+	env := map[string]string{"HOSTNAME": podName}
+	for _, e := range c.Env {
+		switch {
+		case e.ValueFrom == nil:
+			env[e.Name] = expandKube(e.Value, env)
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name":
+			env[e.Name] = podName
+		case e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
+			env[e.Name] = sts.Namespace
+		}
+	}
+	var words []string
+	shell := false
+	for i, w := range append(append([]string{}, c.Command...), c.Args...) {
+		w = expandKube(w, env)
+		if i == 0 && (path.Base(w) == "sh" || path.Base(w) == "bash") {
+			shell = true
+		}
+		if shell {
+			w = shellVarRef.ReplaceAllStringFunc(w, func(m string) string {
+				name := strings.Trim(m, "${}")
+				if v, ok := env[name]; ok {
+					return v
+				}
+				return m
+			})
+			for _, f := range strings.Fields(w) {
+				words = append(words, unquote.Replace(f))
+			}
+			continue
+		}
+		words = append(words, w)
+	}
+	flags := parseFlags(words)
+	setting := func(flag, envName, def string) string {
+		if v, ok := flags[flag]; ok {
+			return v
+		}
+		if v, ok := env[envName]; ok {
+			return v
+		}
+		return def
+	}
+	m := EtcdMember{
+		Name:         setting("name", "ETCD_NAME", etcdDefaultName),
+		ClusterToken: setting("initial-cluster-token", "ETCD_INITIAL_CLUSTER_TOKEN", etcdDefaultToken),
+	}
+	for _, u := range strings.Split(setting("initial-advertise-peer-urls", "ETCD_INITIAL_ADVERTISE_PEER_URLS", etcdDefaultPeerURL), ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			m.PeerURLs = append(m.PeerURLs, u)
+		}
+	}
+	var defCluster []string
+	for _, u := range m.PeerURLs {
+		defCluster = append(defCluster, m.Name+"="+u)
+	}
+	m.InitialCluster = setting("initial-cluster", "ETCD_INITIAL_CLUSTER", strings.Join(defCluster, ","))
+	dataDir := setting("data-dir", "ETCD_DATA_DIR", m.Name+etcdDefaultDataSuffix)
+	if m.DataDir, err = mapDataDir(c, dataDir); err != nil {
+		return EtcdMember{}, err
+	}
+	for what, v := range map[string]string{"name": m.Name, "initial-cluster": m.InitialCluster,
+		"initial-cluster-token": m.ClusterToken, "initial-advertise-peer-urls": strings.Join(m.PeerURLs, ","), "data-dir": dataDir} {
+		if v == "" || strings.Contains(v, "$") {
+			return EtcdMember{}, fmt.Errorf("etcd --%s of container %q is %q: cannot resolve it for pod %s", what, c.Name, v, podName)
+		}
+	}
+	return m, nil
+}
+
+func etcdContainer(cs []corev1.Container) (*corev1.Container, error) {
+	for i := range cs {
+		if cs[i].Name == "etcd" {
+			return &cs[i], nil
+		}
+	}
+	for i := range cs {
+		if len(cs[i].Command) > 0 && path.Base(cs[i].Command[0]) == "etcd" {
+			return &cs[i], nil
+		}
+	}
+	if len(cs) == 1 {
+		return &cs[0], nil
+	}
+	return nil, errors.New("no container named etcd or running etcd")
+}
+
+// expandKube expands $(VAR) references the way the kubelet does; unknown ones stay.
+func expandKube(s string, env map[string]string) string {
+	return kubeVarRef.ReplaceAllStringFunc(s, func(m string) string {
+		if v, ok := env[m[2:len(m)-1]]; ok {
+			return v
+		}
+		return m
+	})
+}
+
+// parseFlags reads etcd-style flags ("--f=v", "--f v", "-f=v", "-f v"); the last wins.
+func parseFlags(words []string) map[string]string {
+	flags := map[string]string{}
+	for i := 0; i < len(words); i++ {
+		w := words[i]
+		if !strings.HasPrefix(w, "-") {
+			continue
+		}
+		name := strings.TrimLeft(w, "-")
+		if k, v, ok := strings.Cut(name, "="); ok {
+			flags[k] = v
+			continue
+		}
+		if i+1 < len(words) && !strings.HasPrefix(words[i+1], "-") {
+			flags[name] = words[i+1]
+			i++
+			continue
+		}
+		flags[name] = "true"
+	}
+	return flags
+}
+
+// mapDataDir maps etcd's data directory from the etcd container's mount of the etcd-data
+// volume to the restore Job's mount at EtcdDataMountPath.
+func mapDataDir(c *corev1.Container, dataDir string) (string, error) {
+	if !path.IsAbs(dataDir) {
+		wd := c.WorkingDir
+		if wd == "" {
+			wd = "/"
+		}
+		dataDir = path.Join(wd, dataDir)
+	}
+	for _, vm := range c.VolumeMounts {
+		if vm.Name != etcdDataVolume {
+			continue
+		}
+		rel := strings.TrimPrefix(path.Clean(dataDir), path.Clean(vm.MountPath))
+		if rel == path.Clean(dataDir) || rel == "" || !strings.HasPrefix(rel, "/") {
+			return "", fmt.Errorf("etcd data directory %s is not a directory inside the %s volume mounted at %s", dataDir, etcdDataVolume, vm.MountPath)
+		}
+		return path.Join(kdcv1alpha1.EtcdDataMountPath, rel), nil
+	}
+	return "", fmt.Errorf("container %q does not mount the %s volume", c.Name, etcdDataVolume)
+}

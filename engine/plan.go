@@ -1,0 +1,166 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/location"
+)
+
+// Plan is every input one restore needs, resolved once in Validating and recorded
+// (restore-plan), so the later phases, the recovery and the Jobs run exactly what was verified.
+type Plan struct {
+	// Key is the snapshot key C/C-<ts>.db.
+	Key string `json:"key"`
+	// Image is the image of the Jobs.
+	Image string `json:"image"`
+	// Location is the bucket, prefix, endpoint and region, resolved like the backup CronJob's.
+	Location location.Location `json:"location"`
+	// CredentialSecret holds AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+	CredentialSecret string `json:"credentialSecret"`
+	// Member is how DS-etcd runs its member (DeriveEtcdMember).
+	Member EtcdMember `json:"member"`
+	// RunAs is the user, group and fsGroup of etcd, so the Jobs can write its data directory.
+	RunAs RunAs `json:"runAs"`
+	// TargetVersion is the datastore's spec.etcd.version: the restore migrates the storage schema
+	// down to it, so a snapshot of a newer etcd starts on the version DS-etcd runs.
+	TargetVersion string `json:"targetVersion,omitempty"`
+}
+
+// Workloads are the objects a restore drives: C-cp and DS-etcd.
+type Workloads struct {
+	ControlPlane *appsv1.Deployment
+	Etcd         *appsv1.StatefulSet
+}
+
+// Prepare checks the request's rules and resolves its plan, changing nothing: the key
+// (InvalidKey, ForeignKey), the datastore (DataStoreUnknown, MultiReplicaUnsupported), C-cp and
+// DS-etcd (ObjectsMissing), the S3 location (S3NotAvailable) and the etcd member
+// (EtcdMemberUnknown). A broken rule is a *Violation; other errors are reads to retry.
+func (e *Engine) Prepare(ctx context.Context, c *kdcv1alpha1.KdcCluster, key string) (*Plan, *Workloads, error) {
+	if v := CheckKey(c.Name, key); v != nil {
+		return nil, nil, v
+	}
+	ds, err := e.dataStore(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ds == nil {
+		return nil, nil, DataStoreMissing(c.DataStoreNamespace(), c.DataStore())
+	}
+	if v := CheckDataStore(ds); v != nil {
+		return nil, nil, v
+	}
+	w, err := e.workloads(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	// A failed read of the claim or its ConfigMap is retried, not taken for a missing one (that
+	// would resolve another bucket or endpoint).
+	loc, err := location.Lookup(ctx, e.Live, c, e.S3Endpoint)
+	if errors.Is(err, location.ErrNoEndpoint) {
+		return nil, nil, &Violation{Reason: kdcv1alpha1.ReasonS3NotAvailable,
+			Detail: fmt.Sprintf("%v: set spec.backup.s3Endpoint or make the ObjectBucketClaim %s Bound", err, kdcv1alpha1.ObjectBucketClaimName)}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	p := &Plan{
+		Key:              key,
+		Image:            e.Image,
+		Location:         loc,
+		CredentialSecret: location.CredentialSecret(c),
+		RunAs:            RunAsOf(&w.Etcd.Spec.Template.Spec),
+		TargetVersion:    ds.Spec.Etcd.Version,
+	}
+	if p.Member, err = DeriveEtcdMember(w.Etcd); err != nil {
+		return nil, nil, &Violation{Reason: kdcv1alpha1.ReasonEtcdMemberUnknown,
+			Detail: fmt.Sprintf("StatefulSet %s: %v", klog.KObj(w.Etcd), err)}
+	}
+	return p, w, nil
+}
+
+// encode is the recorded form of the plan.
+func (p *Plan) encode() (string, error) {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return "", fmt.Errorf("failed to encode the restore plan: %w", err)
+	}
+	return string(b), nil
+}
+
+// recordedPlan reads the plan recorded in Validating.
+func (r *Restore) recordedPlan() (*Plan, error) {
+	if r.plan != nil {
+		return r.plan, nil
+	}
+	raw := r.get(kdcv1alpha1.AnnotationRestorePlan)
+	if raw == "" {
+		return nil, errors.New("no restore plan is recorded")
+	}
+	p := &Plan{}
+	if err := json.Unmarshal([]byte(raw), p); err != nil {
+		return nil, fmt.Errorf("the recorded restore plan is unreadable: %w", err)
+	}
+	r.plan = p
+	return p, nil
+}
+
+// Begin is the record a driver starts a restore of plan with when it prepared the plan itself
+// (the manual restore): restore-from, Validating and the plan; the first Run stamps the rest.
+func Begin(p *Plan) (map[string]string, error) {
+	enc, err := p.encode()
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{
+		kdcv1alpha1.AnnotationRestoreFrom:  p.Key,
+		kdcv1alpha1.AnnotationRestoreState: string(kdcv1alpha1.PhaseValidating),
+		kdcv1alpha1.AnnotationRestorePlan:  enc,
+	}, nil
+}
+
+// dataStore returns the cluster's datastore, or nil when it does not exist (or none is named).
+func (e *Engine) dataStore(ctx context.Context, c *kdcv1alpha1.KdcCluster) (*kdcv1alpha1.KdcClusterDatastore, error) {
+	if c.DataStore() == "" {
+		return nil, nil
+	}
+	ds := &kdcv1alpha1.KdcClusterDatastore{}
+	err := e.Client.Get(ctx, client.ObjectKey{Namespace: c.DataStoreNamespace(), Name: c.DataStore()}, ds)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("failed to get KdcClusterDatastore %s/%s: %w", c.DataStoreNamespace(), c.DataStore(), err)
+	}
+	return ds, nil
+}
+
+// workloads returns C-cp and DS-etcd; a missing one is an ObjectsMissing *Violation.
+func (e *Engine) workloads(ctx context.Context, c *kdcv1alpha1.KdcCluster) (*Workloads, error) {
+	w := &Workloads{ControlPlane: &appsv1.Deployment{}, Etcd: &appsv1.StatefulSet{}}
+	for _, o := range []struct {
+		kind string
+		obj  client.Object
+		key  client.ObjectKey
+	}{
+		{"Deployment", w.ControlPlane, client.ObjectKey{Namespace: c.Namespace, Name: kdcv1alpha1.ControlPlaneDeploymentName(c.Name)}},
+		{"StatefulSet", w.Etcd, client.ObjectKey{Namespace: c.DataStoreNamespace(), Name: kdcv1alpha1.EtcdStatefulSetName(c.DataStore())}},
+	} {
+		if err := e.Client.Get(ctx, o.key, o.obj); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, &Violation{Reason: kdcv1alpha1.ReasonObjectsMissing, Detail: fmt.Sprintf("%s %s does not exist", o.kind, o.key)}
+			}
+			return nil, fmt.Errorf("failed to get %s: %w", klog.KRef(o.key.Namespace, o.key.Name), err)
+		}
+	}
+	return w, nil
+}

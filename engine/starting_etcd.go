@@ -1,0 +1,43 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/klog/v2"
+
+	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+)
+
+// startingEtcd is the StartingEtcd step:
+//
+//  1. scale DS-etcd back to the recorded replica count;
+//  2. wait until it is ready on the restored data; EtcdStartFailed at the deadline (the
+//     recovery then swaps the previous data back with the rollback Job);
+//  3. enter StartingControlPlane.
+func (e *Engine) startingEtcd(ctx context.Context, r *Restore) (step, error) {
+	w, err := e.workloads(ctx, r.Cluster)
+	if err != nil {
+		return e.failOnMissing(ctx, r, err)
+	}
+	want := r.recordedReplicas(kdcv1alpha1.AnnotationRestoreEtcdReplicas)
+	if err := e.scaleStatefulSet(ctx, r, w.Etcd, want); err != nil {
+		return step{}, err
+	}
+	if !StatefulSetReady(w.Etcd, want) {
+		return e.wait(ctx, r, kdcv1alpha1.ReasonEtcdStartFailed,
+			fmt.Sprintf("StatefulSet %s did not become ready on the restored data", klog.KObj(w.Etcd)),
+			fmt.Sprintf("etcd: %d/%d ready", w.Etcd.Status.ReadyReplicas, want))
+	}
+	r.Driver.Note(r, "etcd ready on the restored data")
+	return e.enter(ctx, r, kdcv1alpha1.PhaseStartingControlPlane, nil)
+}
+
+// StatefulSetReady reports whether the StatefulSet observed its spec and runs want ready
+// replicas.
+func StatefulSetReady(sts *appsv1.StatefulSet, want int32) bool {
+	st := sts.Status
+	return st.ObservedGeneration >= sts.Generation && replicas(sts.Spec.Replicas) == want &&
+		st.Replicas == want && st.ReadyReplicas >= want
+}

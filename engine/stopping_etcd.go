@@ -1,0 +1,53 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+)
+
+// stoppingEtcd is the StoppingEtcd step. DS-etcd's replica count was recorded on entering the
+// phase; here:
+//
+//  1. scale DS-etcd to 0 (idempotent);
+//  2. wait until pod DS-etcd-0 is gone (nothing may hold the data directory while the restore
+//     Job swaps it); EtcdStopFailed at the deadline;
+//  3. enter RestoringSnapshot.
+func (e *Engine) stoppingEtcd(ctx context.Context, r *Restore) (step, error) {
+	w, err := e.workloads(ctx, r.Cluster)
+	if err != nil {
+		return e.failOnMissing(ctx, r, err)
+	}
+	if err := e.scaleStatefulSet(ctx, r, w.Etcd, 0); err != nil {
+		return step{}, err
+	}
+	stopped, err := e.etcdStopped(ctx, r.Cluster)
+	if err != nil {
+		return step{}, err
+	}
+	pod := klog.KRef(r.Cluster.DataStoreNamespace(), kdcv1alpha1.EtcdPodName(r.Cluster.DataStore()))
+	if sts := w.Etcd; !stopped || sts.Status.ObservedGeneration < sts.Generation || sts.Status.Replicas != 0 {
+		return e.wait(ctx, r, kdcv1alpha1.ReasonEtcdStopFailed, fmt.Sprintf("pod %s did not go away", pod), "")
+	}
+	r.Driver.Note(r, fmt.Sprintf("etcd stopped: pod %s is gone", pod))
+	return e.enter(ctx, r, kdcv1alpha1.PhaseRestoringSnapshot, nil)
+}
+
+// etcdStopped reports whether pod DS-etcd-0 is gone (read from the metadata cache).
+func (e *Engine) etcdStopped(ctx context.Context, c *kdcv1alpha1.KdcCluster) (bool, error) {
+	pod := objectMeta("Pod")
+	key := client.ObjectKey{Namespace: c.DataStoreNamespace(), Name: kdcv1alpha1.EtcdPodName(c.DataStore())}
+	err := e.Client.Get(ctx, key, pod)
+	if apierrors.IsNotFound(err) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("failed to get pod %s: %w", klog.KRef(key.Namespace, key.Name), err)
+	}
+	return false, nil
+}
