@@ -32,12 +32,9 @@ const manualErrorBackoff = 500 * time.Millisecond
 
 // drive runs the restore to its end and returns nil on success, the failure otherwise.
 func (m *manualRun) drive(ctx context.Context) error {
-	rec, err := engine.Begin(m.plan)
-	if err != nil {
+	if err := m.begin(); err != nil {
 		return err
 	}
-	m.run = &engine.Restore{Cluster: m.c.DeepCopy(), Record: rec, Driver: m}
-	m.run.Cluster.Annotations = rec
 	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
 	wake, err := m.watchAll(wctx)
@@ -48,7 +45,7 @@ func (m *manualRun) drive(ctx context.Context) error {
 	rctx := context.WithoutCancel(ctx)
 	failures := 0
 	for {
-		res, err := m.e.Run(rctx, m.run)
+		res, err := m.pass(rctx)
 		if o := m.run.Outcome; o != nil {
 			return m.finish(o)
 		}
@@ -66,10 +63,6 @@ func (m *manualRun) drive(ctx context.Context) error {
 		default:
 			failures = 0
 			after = res.RequeueAfter
-			if res.Waiting != "" && res.Waiting != m.lastWait {
-				m.logf("  %s", res.Waiting)
-			}
-			m.lastWait = res.Waiting
 		}
 		if after <= 0 {
 			after = m.f.Timeout
@@ -89,6 +82,26 @@ func (m *manualRun) drive(ctx context.Context) error {
 		}
 		timer.Stop()
 	}
+}
+
+// begin starts the engine's record of the prepared plan.
+func (m *manualRun) begin() error {
+	rec, err := engine.Begin(m.plan)
+	if err != nil {
+		return err
+	}
+	m.run = &engine.Restore{Cluster: m.c.DeepCopy(), Record: rec, Driver: m}
+	return nil
+}
+
+// pass is one engine Run; it prints what the restore waits for when that changed.
+func (m *manualRun) pass(ctx context.Context) (engine.Result, error) {
+	res, err := m.e.Run(ctx, m.run)
+	if err == nil && m.run.Outcome == nil && res.Waiting != "" && res.Waiting != m.lastWait {
+		m.logf("  %s", res.Waiting)
+	}
+	m.lastWait = res.Waiting
+	return res, err
 }
 
 // finish returns the outcome of the restore, printed.
@@ -178,17 +191,17 @@ func (m *manualRun) Save(_ context.Context, r *engine.Restore, kv map[string]str
 	for k, v := range kv {
 		if v == "" {
 			delete(r.Record, k)
-			continue
+		} else {
+			r.Record[k] = v
 		}
-		r.Record[k] = v
-		switch k {
-		case kdcv1alpha1.AnnotationRestoreControlPlaneReplicas:
-			d := m.w.ControlPlane
-			m.recorded("Deployment", d.Namespace, d.Name, "deployment", v)
-		case kdcv1alpha1.AnnotationRestoreEtcdReplicas:
-			sts := m.w.Etcd
-			m.recorded("StatefulSet", sts.Namespace, sts.Name, "statefulset", v)
-		}
+	}
+	if v := kv[kdcv1alpha1.AnnotationRestoreControlPlaneReplicas]; v != "" {
+		d := m.w.ControlPlane
+		m.recorded("Deployment", d.Namespace, d.Name, "deployment", v)
+	}
+	if v := kv[kdcv1alpha1.AnnotationRestoreEtcdReplicas]; v != "" {
+		sts := m.w.Etcd
+		m.recorded("StatefulSet", sts.Namespace, sts.Name, "statefulset", v)
 	}
 	return nil
 }

@@ -19,32 +19,32 @@ import (
 // reconcile; the restore Job, which mounts the data volume, is deleted in the foreground and
 // replaced only in a later reconcile (woken by its deletion).
 func TestRestoreReplacesStaleJobs(t *testing.T) {
-	w := newRestoreWorld(t, testObjects()...)
-	c := w.cluster()
-	plan, _, err := w.r.Engine.Prepare(w.ctx, c, et.Key)
+	w := newRestoreWorld(t, et.Objects()...)
+	c := w.Cluster()
+	plan, _, err := w.r.Engine.Prepare(w.Ctx, c, et.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, kind := range []engine.JobKind{engine.JobVerify, engine.JobRestore} {
 		j := engine.BuildJob(kind, c, plan, "2026-02-01T00:00:00Z")
 		j.UID = types.UID("uid-earlier-" + j.Name)
-		if err := w.base.Create(w.ctx, j); err != nil {
+		if err := w.Base.Create(w.Ctx, j); err != nil {
 			t.Fatal(err)
 		}
 		j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue}}
-		if err := w.base.Status().Update(w.ctx, j); err != nil {
+		if err := w.Base.Status().Update(w.Ctx, j); err != nil {
 			t.Fatal(err)
 		}
 	}
 	transcript := w.run(60)
-	cond := restoreReadyCondition(w.cluster())
+	cond := et.RestoreReady(w.Cluster())
 	if cond == nil || cond.Reason != kdcv1alpha1.ReasonRestoreSucceeded {
 		t.Fatalf("RestoreReady = %+v, want Succeeded; transcript:\n%s", cond, strings.Join(transcript, "\n"))
 	}
 	reconcileOf := func(line string) int {
 		n := 0
 		for _, l := range transcript {
-			if strings.HasPrefix(l, "reconcile ") {
+			if strings.HasPrefix(l, "pass ") {
 				n++
 			}
 			if l == line {

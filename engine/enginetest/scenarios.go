@@ -1,0 +1,122 @@
+package enginetest
+
+import (
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+)
+
+// Scenario is one restore every driver is tested on: how the world behaves, and how the restore
+// must end. Each driver's transcript of it is a reviewed file, testdata/<Golden>.golden.
+type Scenario struct {
+	Name, Golden string
+	// Objects changes the world's objects before it starts; Setup scripts its behaviour.
+	Objects func([]client.Object) []client.Object
+	Setup   func(w *World)
+	// WantMessage is RestoreReady's message at the end.
+	WantMessage string
+	// WantCP and WantEtcd are the replica counts at the end; WantJobs the Jobs left.
+	WantCP, WantEtcd int32
+	WantJobs         []string
+}
+
+// Succeeded reports whether the scenario ends in a successful restore.
+func (s Scenario) Succeeded() bool { return s.WantMessage == `Restore from "`+Key+`" complete` }
+
+// Scenarios are the success, each failure class and the recoveries.
+func Scenarios() []Scenario {
+	verify, restore, rollback := kdcv1alpha1.VerifyJobName(ClusterName), kdcv1alpha1.RestoreJobName(ClusterName), kdcv1alpha1.RollbackJobName(ClusterName)
+	return []Scenario{
+		{
+			Golden: "success", Name: "Succeeded",
+			WantMessage: `Restore from "` + Key + `" complete`,
+			WantCP:      2, WantEtcd: 1, WantJobs: []string{"prod-etcd-backup-rf0062daa"},
+		},
+		{
+			Golden: "foreign-key",
+			Name:   "ForeignKey (admitted without the webhook)",
+			Objects: func(objs []client.Object) []client.Object {
+				objs[0].SetAnnotations(map[string]string{kdcv1alpha1.AnnotationRestoreFrom: "other/other-20260101T020000Z.db"})
+				return objs
+			},
+			WantMessage: `Restore from "other/other-20260101T020000Z.db" failed (ForeignKey): key belongs to another cluster "other", not to "prod"; use a key under "prod/", for example prod/prod-20260101T020000Z.db; nothing was changed`,
+			WantCP:      2, WantEtcd: 1,
+		},
+		{
+			Golden: "multi-replica-unsupported",
+			Name:   "MultiReplicaUnsupported",
+			Objects: func(objs []client.Object) []client.Object {
+				objs[1].(*kdcv1alpha1.KdcClusterDatastore).Spec.Etcd.Replicas = 3
+				return objs
+			},
+			WantMessage: `Restore from "` + Key + `" failed (MultiReplicaUnsupported): KdcClusterDatastore tenant/ds runs 3 etcd replicas (spec.etcd.replicas) and restores support exactly 1; do not scale a running multi-member etcd down (it loses quorum unless the other members are removed first): restore every member from the same snapshot by hand, as docs/restore.md "Multi-member datastores" describes; nothing was changed`,
+			WantCP:      2, WantEtcd: 1,
+		},
+		{
+			Golden:      "datastore-unknown",
+			Name:        "DataStoreUnknown",
+			Objects:     func(objs []client.Object) []client.Object { return append(objs[:1:1], objs[2:]...) },
+			WantMessage: `Restore from "` + Key + `" failed (DataStoreUnknown): KdcClusterDatastore tenant/ds cannot be found; fix spec.dataStore or wait until the datastore exists, then annotate again; nothing was changed`,
+			WantCP:      2, WantEtcd: 1,
+		},
+		{
+			Golden:      "snapshot-unavailable",
+			Name:        "SnapshotUnavailable: the verify Job fails, nothing is touched",
+			Setup:       func(w *World) { w.JobExit[verify] = 9 },
+			WantMessage: `Restore from "` + Key + `" failed (SnapshotUnavailable): Job tenant/prod-etcd-verify: scripted failure of prod-etcd-verify (Integrity, exit code 9); pick another snapshot and annotate again; nothing was changed`,
+			WantCP:      2, WantEtcd: 1, WantJobs: []string{verify},
+		},
+		{
+			Golden:      "drain-failed",
+			Name:        "DrainFailed: the control plane does not drain, it is scaled back",
+			Setup:       func(w *World) { w.CPNeverDrains = true },
+			WantMessage: `Restore from "` + Key + `" failed (DrainFailed): Deployment tenant/prod-cp did not scale to 0 within 5m0s; the data was not swapped; etcd and the control plane were started again on the old data`,
+			WantCP:      2, WantEtcd: 1, WantJobs: []string{verify},
+		},
+		{
+			Golden:      "etcd-stop-failed",
+			Name:        "EtcdStopFailed: etcd does not stop, both are brought back",
+			Setup:       func(w *World) { w.EtcdNeverStops = true },
+			WantMessage: `Restore from "` + Key + `" failed (EtcdStopFailed): pod tenant/ds-etcd-0 did not go away within 5m0s; the data was not swapped; etcd and the control plane were started again on the old data`,
+			WantCP:      2, WantEtcd: 1, WantJobs: []string{verify},
+		},
+		{
+			Golden:      "restore-job-failed",
+			Name:        "RestoreJobFailed: old data comes back",
+			Setup:       func(w *World) { w.JobExit[restore] = 9 },
+			WantMessage: `Restore from "` + Key + `" failed (RestoreJobFailed): Job tenant/prod-etcd-restore: scripted failure of prod-etcd-restore (Integrity, exit code 9); the data was not swapped; etcd and the control plane were started again on the old data`,
+			WantCP:      2, WantEtcd: 1, WantJobs: []string{restore, verify},
+		},
+		{
+			Golden:      "restore-job-hangs",
+			Name:        "RestoreJobFailed: the restore Job hangs and is stopped",
+			Setup:       func(w *World) { w.JobHang[restore] = true },
+			WantMessage: `Restore from "` + Key + `" failed (RestoreJobFailed): the restore Job did not finish within 30m0s; the data was not swapped; etcd and the control plane were started again on the old data`,
+			WantCP:      2, WantEtcd: 1, WantJobs: []string{verify},
+		},
+		{
+			Golden:      "etcd-start-failed-rollback",
+			Name:        "EtcdStartFailed: rollback to the previous data",
+			Setup:       func(w *World) { w.EtcdNeverReadyOnRestored = true },
+			WantMessage: `Restore from "` + Key + `" failed (EtcdStartFailed): StatefulSet tenant/ds-etcd did not become ready on the restored data within 5m0s; the previous data was swapped back (rollback) and etcd and the control plane were started on it`,
+			WantCP:      2, WantEtcd: 1, WantJobs: []string{restore, rollback, verify},
+		},
+		{
+			Golden: "etcd-start-failed-rollback-fails",
+			Name:   "EtcdStartFailed: the rollback fails too",
+			Setup: func(w *World) {
+				w.EtcdNeverReadyOnRestored = true
+				w.JobExit[rollback] = 11
+			},
+			WantMessage: `Restore from "` + Key + `" failed (EtcdStartFailed): StatefulSet tenant/ds-etcd did not become ready on the restored data within 5m0s; the rollback failed (Job tenant/prod-etcd-rollback: scripted failure of prod-etcd-rollback (Integrity, exit code 11)); etcd and the control plane were started on the restored data (after 15m0s: etcd is not ready)`,
+			WantCP:      2, WantEtcd: 1, WantJobs: []string{restore, rollback, verify},
+		},
+		{
+			Golden:      "control-plane-start-failed",
+			Name:        "ControlPlaneStartFailed: the restored data is kept",
+			Setup:       func(w *World) { w.CPNeverReady = true },
+			WantMessage: `Restore from "` + Key + `" failed (ControlPlaneStartFailed): Deployment tenant/prod-cp did not become ready within 10m0s; the snapshot was restored and etcd runs on it (no rollback); the control plane did not become ready`,
+			WantCP:      2, WantEtcd: 1, WantJobs: []string{restore, verify},
+		},
+	}
+}
