@@ -18,23 +18,40 @@ import (
 // draining is the DrainingControlPlane step. C-cp's replica count was recorded on entering the
 // phase; here:
 //
-//  1. scale C-cp to 0 (idempotent);
-//  2. wait until the Deployment reports no replicas and none of its pods exists any more (a
-//     terminating API server could still write to etcd); DrainFailed at the deadline;
-//  3. record DS-etcd's replica count and enter StoppingEtcd.
+//  1. pause C-cp's Kamaji owner when the restore recorded it pauses it (idempotent);
+//  2. scale C-cp to 0 (idempotent, again whenever an owner scaled it back);
+//  3. wait until the API server shows the Deployment at 0 replicas, reporting none, and none of
+//     its pods any more (a terminating API server could still write to etcd); DrainFailed at the
+//     deadline;
+//  4. record DS-etcd's replica count and enter StoppingEtcd.
 func (e *Engine) draining(ctx context.Context, r *Restore) (step, error) {
 	w, err := e.workloads(ctx, r.Cluster)
 	if err != nil {
 		return e.failOnMissing(ctx, r, err)
 	}
+	if r.get(kdcv1alpha1.AnnotationRestoreControlPlanePaused) == PausedByRestore {
+		p, err := e.plan(ctx, r)
+		if err != nil {
+			return e.failOnMissing(ctx, r, err)
+		}
+		if err := e.setPaused(ctx, r, p.ControlPlaneOwner, true); err != nil {
+			return step{}, err
+		}
+	}
 	if err := e.scaleDeployment(ctx, r, w.ControlPlane, 0, ""); err != nil {
 		return step{}, err
 	}
-	left, err := e.controlPlanePods(ctx, w.ControlPlane)
+	// The drain is the restore's write barrier: judged on the API server, never on a cache that
+	// may lag an owner that scaled the Deployment back.
+	d := &appsv1.Deployment{}
+	if err := e.Live.Get(ctx, client.ObjectKeyFromObject(w.ControlPlane), d); err != nil {
+		return step{}, fmt.Errorf("failed to get Deployment %s: %w", klog.KObj(w.ControlPlane), err)
+	}
+	left, err := e.controlPlanePods(ctx, d)
 	if err != nil {
 		return step{}, err
 	}
-	if d := w.ControlPlane; len(left) > 0 || d.Status.ObservedGeneration < d.Generation || d.Status.Replicas != 0 {
+	if len(left) > 0 || replicas(d.Spec.Replicas) != 0 || d.Status.ObservedGeneration < d.Generation || d.Status.Replicas != 0 {
 		status := fmt.Sprintf("waiting for Deployment %s/%s to report 0 replicas", d.Namespace, d.Name)
 		if len(left) > 0 {
 			status = fmt.Sprintf("waiting for %d control-plane pod(s) to go: %s", len(left), strings.Join(left, ", "))
@@ -95,7 +112,8 @@ func (e *Engine) scaleStatefulSet(ctx context.Context, r *Restore, sts *appsv1.S
 	return nil
 }
 
-// controlPlanePods lists the names of the Deployment's pods, terminating ones included.
+// controlPlanePods lists the names of the Deployment's pods on the API server, terminating ones
+// included.
 func (e *Engine) controlPlanePods(ctx context.Context, d *appsv1.Deployment) ([]string, error) {
 	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 	if err != nil {
@@ -103,7 +121,7 @@ func (e *Engine) controlPlanePods(ctx context.Context, d *appsv1.Deployment) ([]
 	}
 	pods := &metav1.PartialObjectMetadataList{}
 	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
-	if err := e.Client.List(ctx, pods, client.InNamespace(d.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+	if err := e.Live.List(ctx, pods, client.InNamespace(d.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
 		return nil, fmt.Errorf("failed to list the pods of Deployment %s: %w", klog.KObj(d), err)
 	}
 	names := make([]string, 0, len(pods.Items))

@@ -58,7 +58,9 @@ type recoveryStep func(ctx context.Context, r *Restore, rc *recovery) (res step,
 //     data back; record its outcome in restore-rolled-back;
 //  3. startEtcd: DS-etcd back to the recorded count, until ready;
 //  4. startControlPlane: C-cp back to the recorded count (fresh pods), until ready;
-//  5. report: RestoreReady=False/Failed with the reason, the detail and what happened to the
+//  5. resumeControlPlane: the restore's own pause of C-cp's Kamaji owner removed (also when
+//     something did not come back: no restore ends with a pause of its own left behind);
+//  6. report: RestoreReady=False/Failed with the reason, the detail and what happened to the
 //     data, and the record cleared.
 //
 // Steps 3 and 4 only touch what the restore recorded (changed); after ControlPlaneStartFailed
@@ -77,7 +79,7 @@ func (e *Engine) recover(ctx context.Context, r *Restore) (step, error) {
 	} else if !ok {
 		rc.sts = nil
 	}
-	for _, s := range []recoveryStep{e.stopRestoreJob, e.rollBack, e.startEtcd, e.startControlPlane} {
+	for _, s := range []recoveryStep{e.stopRestoreJob, e.rollBack, e.startEtcd, e.startControlPlane, e.resumeControlPlane} {
 		res, done, err := s(ctx, r, rc)
 		if err != nil || !done {
 			return res, err
@@ -229,4 +231,9 @@ func (e *Engine) getIfExists(ctx context.Context, namespace, name string, obj cl
 		return false, fmt.Errorf("failed to get %s: %w", klog.KRef(namespace, name), err)
 	}
 	return true, nil
+}
+
+// resumeControlPlane is recovery step 5.
+func (e *Engine) resumeControlPlane(ctx context.Context, r *Restore, _ *recovery) (step, bool, error) {
+	return step{}, true, e.resumeOwner(ctx, r)
 }

@@ -33,6 +33,9 @@ type Plan struct {
 	// TargetVersion is the datastore's spec.etcd.version: the restore migrates the storage schema
 	// down to it, so a snapshot of a newer etcd starts on the version DS-etcd runs.
 	TargetVersion string `json:"targetVersion,omitempty"`
+	// ControlPlaneOwner is C-cp's controller when the restore must pause it (a Kamaji
+	// TenantControlPlane), else nil: a plain Deployment.
+	ControlPlaneOwner *Owner `json:"controlPlaneOwner,omitempty"`
 }
 
 // Workloads are the objects a restore drives: C-cp and DS-etcd.
@@ -74,12 +77,13 @@ func (e *Engine) Prepare(ctx context.Context, c *kdcv1alpha1.KdcCluster, key str
 		return nil, nil, err
 	}
 	p := &Plan{
-		Key:              key,
-		Image:            e.Image,
-		Location:         loc,
-		CredentialSecret: location.CredentialSecret(c),
-		RunAs:            RunAsOf(&w.Etcd.Spec.Template.Spec),
-		TargetVersion:    ds.Spec.Etcd.Version,
+		Key:               key,
+		Image:             e.Image,
+		Location:          loc,
+		CredentialSecret:  location.CredentialSecret(c),
+		RunAs:             RunAsOf(&w.Etcd.Spec.Template.Spec),
+		TargetVersion:     ds.Spec.Etcd.Version,
+		ControlPlaneOwner: controlPlaneOwner(w.ControlPlane),
 	}
 	if p.Member, err = DeriveEtcdMember(w.Etcd); err != nil {
 		return nil, nil, &Violation{Reason: kdcv1alpha1.ReasonEtcdMemberUnknown,

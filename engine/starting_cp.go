@@ -17,7 +17,9 @@ import (
 //     the restore survives, even if a pod somehow outlived the drain);
 //  2. wait until the rollout is complete and ready; ControlPlaneStartFailed at the deadline
 //     (etcd keeps the restored data: it started fine, so there is no rollback);
-//  3. finish: Succeeded (finish.go).
+//  3. resume C-cp's Kamaji owner if the restore paused it (only then: Kamaji would otherwise
+//     roll the Deployment to its own spec while the restored control plane starts);
+//  4. finish: Succeeded (finish.go).
 func (e *Engine) startingControlPlane(ctx context.Context, r *Restore) (step, error) {
 	w, err := e.workloads(ctx, r.Cluster)
 	if err != nil {
@@ -35,6 +37,9 @@ func (e *Engine) startingControlPlane(ctx context.Context, r *Restore) (step, er
 			fmt.Sprintf("control plane: %d updated, %d ready, %d available of %d", st.UpdatedReplicas, st.ReadyReplicas, st.AvailableReplicas, want))
 	}
 	r.Driver.Note(r, "Control plane ready with fresh pods")
+	if err := e.resumeOwner(ctx, r); err != nil {
+		return step{}, err
+	}
 	return step{advanced: true}, e.finishSuccess(ctx, r)
 }
 

@@ -20,7 +20,8 @@ import (
 //     webhook was absent) and record the plan. A broken rule is a user error: rejected at once;
 //  3. the verify Job proves the snapshot exists and is intact (S3 checksum, sha256, size, etcd's
 //     hash); its failure is SnapshotUnavailable;
-//  4. record C-cp's replica count and enter DrainingControlPlane.
+//  4. record C-cp's replica count and, when a Kamaji TenantControlPlane owns C-cp, whether the
+//     restore pauses it or it was paused before; enter DrainingControlPlane.
 func (e *Engine) validating(ctx context.Context, r *Restore) (step, error) {
 	if r.Attempt() == "" {
 		if err := e.begin(ctx, r); err != nil {
@@ -69,6 +70,16 @@ func (e *Engine) validating(ctx context.Context, r *Restore) (step, error) {
 			return step{}, err
 		}
 		extra[kdcv1alpha1.AnnotationRestoreControlPlaneReplicas] = strconv.Itoa(int(replicas(w.ControlPlane.Spec.Replicas)))
+	}
+	if o := p.ControlPlaneOwner; o != nil && r.get(kdcv1alpha1.AnnotationRestoreControlPlanePaused) == "" {
+		state, err := e.pauseState(ctx, r, o)
+		if v := AsViolation(err); v != nil {
+			return e.reject(ctx, r, *v)
+		}
+		if err != nil {
+			return step{}, err
+		}
+		extra[kdcv1alpha1.AnnotationRestoreControlPlanePaused] = state
 	}
 	return e.enter(ctx, r, kdcv1alpha1.PhaseDrainingControlPlane, extra)
 }

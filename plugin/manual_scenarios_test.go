@@ -99,6 +99,9 @@ func TestManualScenarios(t *testing.T) {
 			if diff := cmp.Diff(sc.WantJobs, w.JobNames()); diff != "" {
 				t.Errorf("Jobs (-want +got):\n%s", diff)
 			}
+			if sc.WantTCPPaused != nil && w.TCPPaused() != *sc.WantTCPPaused {
+				t.Errorf("TenantControlPlane paused = %t, want %t", w.TCPPaused(), *sc.WantTCPPaused)
+			}
 			if got := w.Cluster().Annotations; len(got) != 0 {
 				t.Errorf("the KdcCluster's metadata was written: %v", got)
 			}

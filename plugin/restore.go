@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/engine"
 )
 
 // restoreOptions are the flags of `kubectl kdc restore`.
@@ -207,6 +208,7 @@ type restoreProgress struct {
 	since     time.Time
 	failure   string
 	revision  string
+	paused    string
 	durations []phaseDuration
 }
 
@@ -230,6 +232,10 @@ func (p *restoreProgress) observe(c *kdcv1alpha1.KdcCluster, now time.Time) (lin
 	if phase != "" && phase != p.phase {
 		lines = append(lines, p.enter(phase, now))
 	}
+	if v := ann[kdcv1alpha1.AnnotationRestoreControlPlanePaused]; v != "" && v != p.paused {
+		p.paused = v
+		lines = append(lines, fmt.Sprintf("[%s] %s", p.stamp(now), pauseNote(v)))
+	}
 	if v := ann[kdcv1alpha1.AnnotationRestoreRevision]; v != "" && v != p.revision {
 		p.revision = v
 		if rev, err := kdcv1alpha1.ParseRestoreRevision(v); err == nil {
@@ -251,6 +257,19 @@ func (p *restoreProgress) observe(c *kdcv1alpha1.KdcCluster, now time.Time) (lin
 		msg = cond.Message
 	}
 	return lines, true, errors.New(msg)
+}
+
+// pauseNote says what the restore did to the Kamaji TenantControlPlane owning the control plane.
+func pauseNote(v string) string {
+	switch v {
+	case engine.PausedByRestore:
+		return "Control plane's TenantControlPlane paused (" + engine.AnnotationKamajiPaused + ") until the restored control plane is ready"
+	case engine.PausedBefore:
+		return "Control plane's TenantControlPlane was paused before the restore; it stays paused"
+	case engine.PauseRemoved:
+		return "Control plane's TenantControlPlane resumed: Kamaji manages it again"
+	}
+	return "Control plane's TenantControlPlane: " + v
 }
 
 // enter records the start of phase at now and returns its line.

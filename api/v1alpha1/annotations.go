@@ -28,6 +28,11 @@ const (
 	// AnnotationRestoreEtcdReplicas is DS-etcd's replica count before stopping (controller,
 	// recorded before scaling down); cleared at the end.
 	AnnotationRestoreEtcdReplicas = "kube-dc.com/restore-etcd-replicas"
+	// AnnotationRestoreControlPlanePaused records, before the drain of a control plane owned by a
+	// Kamaji TenantControlPlane, whether the restore pauses the TCP ("restore": it removes the
+	// pause when it ends, then records "resumed") or found it paused ("before": the pause
+	// stays); cleared at the end.
+	AnnotationRestoreControlPlanePaused = "kube-dc.com/restore-cp-paused"
 	// AnnotationRestoreJobUID is the UID of the restore Job this restore created (controller,
 	// recorded right after creating it); cleared at the end.
 	AnnotationRestoreJobUID = "kube-dc.com/restore-job-uid"

@@ -58,6 +58,8 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=k8s.kube-dc.com,resources=kdcclusterdatastores,verbs=get;list;watch
 // C-cp and DS-etcd: watched for progress, scaled down and back up (patch).
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch;patch
+// The Kamaji TenantControlPlane owning C-cp: read (uncached) and patch its pause annotation.
+// +kubebuilder:rbac:groups=kamaji.clastix.io,resources=tenantcontrolplanes,verbs=get;patch
 // Pods (metadata): wait until C-cp's pods and DS-etcd-0 are gone. Pods of the restore's Jobs
 // (full, by label): their outcome as soon as they are terminal, and termination messages.
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 	et "kube-dc.com/etcd-backup/engine/enginetest"
@@ -63,6 +64,9 @@ func TestRestoreScenarios(t *testing.T) {
 			if diff := cmp.Diff(sc.WantJobs, w.JobNames()); diff != "" {
 				t.Errorf("Jobs (-want +got):\n%s", diff)
 			}
+			if sc.WantTCPPaused != nil && w.TCPPaused() != *sc.WantTCPPaused {
+				t.Errorf("TenantControlPlane paused = %t, want %t", w.TCPPaused(), *sc.WantTCPPaused)
+			}
 		})
 	}
 }
@@ -86,36 +90,49 @@ func restoreAnnotationsOf(c *kdcv1alpha1.KdcCluster) map[string]string {
 // exactly as without the failure: one verify and one restore Job, the recorded replica counts
 // restored, no rollback.
 func TestRestoreSurvivesFailedWrites(t *testing.T) {
-	clean := newRestoreWorld(t, et.Objects()...)
-	clean.run(60)
-	total := clean.Writes
-	if total < 10 {
-		t.Fatalf("a restore made only %d writes", total)
-	}
-	for n := 1; n <= total; n++ {
-		w := newRestoreWorld(t, et.Objects()...)
-		w.FailWrite = n
-		transcript := w.run(80)
-		c := w.Cluster()
-		cond := et.RestoreReady(c)
-		if cond == nil || cond.Reason != kdcv1alpha1.ReasonRestoreSucceeded {
-			t.Errorf("write %d failed: RestoreReady = %+v, want Succeeded; transcript:\n%s", n, cond, strings.Join(transcript, "\n"))
-			continue
-		}
-		created := map[string]int{}
-		for _, l := range transcript {
-			if strings.HasPrefix(l, "  create Job ") {
-				created[strings.TrimPrefix(l, "  create Job ")]++
+	for _, layout := range []struct {
+		name    string
+		objects func() []client.Object
+	}{
+		{"plain Deployment", et.Objects},
+		{"Kamaji TenantControlPlane", func() []client.Object { return et.KamajiControlPlane(et.Objects(), false) }},
+	} {
+		t.Run(layout.name, func(t *testing.T) {
+			clean := newRestoreWorld(t, layout.objects()...)
+			clean.run(60)
+			total := clean.Writes
+			if total < 10 {
+				t.Fatalf("a restore made only %d writes", total)
 			}
-		}
-		if jobs := w.JobNames(); len(jobs) != 1 || !strings.HasPrefix(jobs[0], kdcv1alpha1.BackupCronJobName(et.ClusterName)+"-r") {
-			t.Errorf("write %d failed: Jobs left %v, want only the fresh backup", n, jobs)
-		}
-		for _, job := range []string{kdcv1alpha1.VerifyJobName(et.ClusterName), kdcv1alpha1.RestoreJobName(et.ClusterName)} {
-			// A second attempt at creating the same Job would mean a second restore run.
-			if k := created[et.NS+"/"+job]; k != 1 {
-				t.Errorf("write %d failed: Job %s created %d times", n, job, k)
+			for n := 1; n <= total; n++ {
+				w := newRestoreWorld(t, layout.objects()...)
+				w.FailWrite = n
+				transcript := w.run(80)
+				c := w.Cluster()
+				cond := et.RestoreReady(c)
+				if cond == nil || cond.Reason != kdcv1alpha1.ReasonRestoreSucceeded {
+					t.Errorf("write %d failed: RestoreReady = %+v, want Succeeded; transcript:\n%s", n, cond, strings.Join(transcript, "\n"))
+					continue
+				}
+				created := map[string]int{}
+				for _, l := range transcript {
+					if strings.HasPrefix(l, "  create Job ") {
+						created[strings.TrimPrefix(l, "  create Job ")]++
+					}
+				}
+				if jobs := w.JobNames(); len(jobs) != 1 || !strings.HasPrefix(jobs[0], kdcv1alpha1.BackupCronJobName(et.ClusterName)+"-r") {
+					t.Errorf("write %d failed: Jobs left %v, want only the fresh backup", n, jobs)
+				}
+				for _, job := range []string{kdcv1alpha1.VerifyJobName(et.ClusterName), kdcv1alpha1.RestoreJobName(et.ClusterName)} {
+					// A second attempt at creating the same Job would mean a second restore run.
+					if k := created[et.NS+"/"+job]; k != 1 {
+						t.Errorf("write %d failed: Job %s created %d times", n, job, k)
+					}
+				}
+				if layout.name != "plain Deployment" && w.TCPPaused() {
+					t.Errorf("write %d failed: the TenantControlPlane is left paused", n)
+				}
 			}
-		}
+		})
 	}
 }

@@ -2,20 +2,21 @@
 package enginetest
 
 import (
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-
-	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
-	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
-
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	kamajiv1alpha1 "kube-dc.com/etcd-backup/api/kamaji/v1alpha1"
+	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
+	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 )
 
 const (
@@ -33,7 +34,7 @@ var Start = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 // Scheme is the scheme of the fixtures.
 func Scheme(t testing.TB) *runtime.Scheme {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, kdcv1alpha1.AddToScheme, obcv1alpha1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, kdcv1alpha1.AddToScheme, obcv1alpha1.AddToScheme, kamajiv1alpha1.AddToScheme} {
 		if err := add(s); err != nil {
 			t.Fatal(err)
 		}
@@ -100,4 +101,24 @@ func Cluster(ns, name, ds string, annotations map[string]string) *kdcv1alpha1.Kd
 		Spec:       kdcv1alpha1.KdcClusterSpec{DataStore: kdcv1alpha1.DataStoreRef{Name: ds}},
 		Status:     kdcv1alpha1.KdcClusterStatus{DataStoreName: ds},
 	}
+}
+
+// KamajiControlPlane makes C-cp among objs owned by a Kamaji TenantControlPlane of the same name
+// asking for its replicas, paused when paused, and adds the TCP.
+func KamajiControlPlane(objs []client.Object, paused bool) []client.Object {
+	for _, o := range objs {
+		d, ok := o.(*appsv1.Deployment)
+		if !ok {
+			continue
+		}
+		tcp := &kamajiv1alpha1.TenantControlPlane{ObjectMeta: metav1.ObjectMeta{Namespace: d.Namespace, Name: d.Name, UID: "uid-tcp"}}
+		tcp.Spec.ControlPlane.Deployment.Replicas = ptr.To(replicasOf(d.Spec.Replicas))
+		if paused {
+			tcp.Annotations = map[string]string{kamajiv1alpha1.AnnotationPaused: "maintenance"}
+		}
+		tcp.SetGroupVersionKind(kamajiv1alpha1.GroupVersion.WithKind("TenantControlPlane"))
+		d.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(tcp, tcp.GroupVersionKind())}
+		return append(objs, tcp)
+	}
+	return objs
 }

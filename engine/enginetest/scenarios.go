@@ -1,6 +1,7 @@
 package enginetest
 
 import (
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
@@ -18,6 +19,8 @@ type Scenario struct {
 	// WantCP and WantEtcd are the replica counts at the end; WantJobs the Jobs left.
 	WantCP, WantEtcd int32
 	WantJobs         []string
+	// WantTCPPaused is whether C-cp's Kamaji TenantControlPlane is paused at the end (nil: none).
+	WantTCPPaused *bool
 }
 
 // Succeeded reports whether the scenario ends in a successful restore.
@@ -26,7 +29,29 @@ func (s Scenario) Succeeded() bool { return s.WantMessage == `Restore from "`+Ke
 // Scenarios are the success, each failure class and the recoveries.
 func Scenarios() []Scenario {
 	verify, restore, rollback := kdcv1alpha1.VerifyJobName(ClusterName), kdcv1alpha1.RestoreJobName(ClusterName), kdcv1alpha1.RollbackJobName(ClusterName)
+	kamaji := func(paused bool) func([]client.Object) []client.Object {
+		return func(objs []client.Object) []client.Object { return KamajiControlPlane(objs, paused) }
+	}
 	return []Scenario{
+		{
+			Golden: "kamaji-success", Name: "Kamaji owns the control plane: paused, drained, resumed",
+			Objects:     kamaji(false),
+			WantMessage: `Restore from "` + Key + `" complete`,
+			WantCP:      2, WantEtcd: 1, WantJobs: []string{"prod-etcd-backup-rf0062daa"}, WantTCPPaused: ptr.To(false),
+		},
+		{
+			Golden: "kamaji-paused-before", Name: "Kamaji's TCP paused before the restore stays paused",
+			Objects:     kamaji(true),
+			WantMessage: `Restore from "` + Key + `" complete`,
+			WantCP:      2, WantEtcd: 1, WantJobs: []string{"prod-etcd-backup-rf0062daa"}, WantTCPPaused: ptr.To(true),
+		},
+		{
+			Golden: "kamaji-restore-job-failed", Name: "Kamaji: the recovery resumes the TCP",
+			Objects:     kamaji(false),
+			Setup:       func(w *World) { w.JobExit[restore] = 9 },
+			WantMessage: `Restore from "` + Key + `" failed (RestoreJobFailed): Job tenant/prod-etcd-restore: scripted failure of prod-etcd-restore (Integrity, exit code 9); the data was not swapped; etcd and the control plane were started again on the old data`,
+			WantCP:      2, WantEtcd: 1, WantJobs: []string{restore, verify}, WantTCPPaused: ptr.To(false),
+		},
 		{
 			Golden: "success", Name: "Succeeded",
 			WantMessage: `Restore from "` + Key + `" complete`,

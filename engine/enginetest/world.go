@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
+	kamajiv1alpha1 "kube-dc.com/etcd-backup/api/kamaji/v1alpha1"
 	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 )
@@ -68,6 +69,8 @@ type World struct {
 	Log []string
 	// onRestored: the restore Job succeeded and no rollback Job succeeded after it.
 	onRestored bool
+	// Reverts counts how often Kamaji set C-cp's replicas back to its TCP's.
+	Reverts int
 }
 
 func NewWorld(t testing.TB, objs ...client.Object) *World {
@@ -126,6 +129,9 @@ func NewWorld(t testing.TB, objs ...client.Object) *World {
 
 // kindOf names obj's kind.
 func kindOf(s *runtime.Scheme, obj client.Object) string {
+	if m, ok := obj.(*metav1.PartialObjectMetadata); ok {
+		return m.Kind
+	}
 	gvks, _, err := s.ObjectKinds(obj)
 	if err != nil || len(gvks) == 0 {
 		return fmt.Sprintf("%T", obj)
@@ -219,6 +225,7 @@ func (w *World) Step() bool {
 	// The control plane.
 	d := &appsv1.Deployment{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: NS, Name: kdcv1alpha1.ControlPlaneDeploymentName(ClusterName)}, d); err == nil {
+		changed = w.kamaji(d) || changed
 		want := int(replicasOf(d.Spec.Replicas))
 		var pods corev1.PodList
 		must(c.List(ctx, &pods, client.InNamespace(NS), client.MatchingLabels(d.Spec.Selector.MatchLabels)))
@@ -437,4 +444,41 @@ func (w *World) Workloads() (*appsv1.Deployment, *appsv1.StatefulSet) {
 		w.T.Fatal(err)
 	}
 	return d, sts
+}
+
+// kamaji plays Kamaji's TenantControlPlane controller on C-cp when a TCP owns it: unless the TCP
+// is paused, the Deployment's replicas are set back to the TCP's (test/kamaji says which Kamaji
+// files this follows). It reports whether it changed the Deployment.
+func (w *World) kamaji(d *appsv1.Deployment) bool {
+	ref := metav1.GetControllerOf(d)
+	if ref == nil || ref.Kind != "TenantControlPlane" {
+		return false
+	}
+	tcp := &kamajiv1alpha1.TenantControlPlane{}
+	if err := w.Base.Get(w.Ctx, client.ObjectKey{Namespace: d.Namespace, Name: ref.Name}, tcp); err != nil {
+		w.T.Fatal(err)
+	}
+	if _, paused := tcp.Annotations[kamajiv1alpha1.AnnotationPaused]; paused {
+		return false
+	}
+	want := replicasOf(tcp.Spec.ControlPlane.Deployment.Replicas)
+	if replicasOf(d.Spec.Replicas) == want {
+		return false
+	}
+	d.Spec.Replicas = &want
+	if err := w.Base.Update(w.Ctx, d); err != nil {
+		w.T.Fatal(err)
+	}
+	w.Reverts++
+	return true
+}
+
+// TCPPaused reports whether C-cp's TenantControlPlane carries Kamaji's pause.
+func (w *World) TCPPaused() bool {
+	tcp := &kamajiv1alpha1.TenantControlPlane{}
+	if err := w.Base.Get(w.Ctx, client.ObjectKey{Namespace: NS, Name: kdcv1alpha1.ControlPlaneDeploymentName(ClusterName)}, tcp); err != nil {
+		w.T.Fatal(err)
+	}
+	_, paused := tcp.Annotations[kamajiv1alpha1.AnnotationPaused]
+	return paused
 }
