@@ -104,9 +104,14 @@ type runResult struct {
 // the helper.
 func (en *env) run(tb testing.TB, args ...string) runResult {
 	tb.Helper()
+	return en.runBinary(tb, binary(tb), args...)
+}
+
+// runBinary is run with the binary bin.
+func (en *env) runBinary(tb testing.TB, bin string, args ...string) runResult {
+	tb.Helper()
 	dir := tb.TempDir()
 	term, usageFile := filepath.Join(dir, "termination-log"), filepath.Join(dir, "rusage.json")
-	bin := binary(tb)
 	cmd := exec.Command(rusagePath, append([]string{"-o", usageFile, "--", bin}, append(args, "--termination-message-path", term)...)...)
 	cmd.Env = append(os.Environ(), snapshot.EnvAccessKeyID+"="+en.cred.AccessKeyID, snapshot.EnvSecretAccessKey+"="+en.cred.SecretAccessKey)
 	var stdout, stderr bytes.Buffer
