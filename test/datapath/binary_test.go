@@ -215,39 +215,3 @@ func TestBinary(t *testing.T) {
 		t.Errorf("rollback exit codes mismatch (-want +got):\n%s", diff)
 	}
 }
-
-// TestCollectorWaitsForMain checks the binary's start-up: its first package to initialize,
-// cmd/kdc-etcd-backup/internal/initgc, turns the garbage collector off until main, so the
-// package initializers of client-go, controller-runtime and etcd (about 4 MiB of allocations,
-// which started the collector's workers and ran it twice) cost no collection. It reads the
-// runtime's own traces of the initializers and of each collection.
-func TestCollectorWaitsForMain(t *testing.T) {
-	cmd := exec.Command(binary(t), "version")
-	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1,gctrace=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("kdc-etcd-backup version: %v: %s", err, out)
-	}
-	order := map[string]int{}
-	for i, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		switch {
-		case len(f) > 1 && f[0] == "init":
-			order[f[1]] = i
-		case len(f) > 1 && f[0] == "gc" && f[1] == "1":
-			order["first collection"] = i
-		}
-	}
-	const initgc, heavy = "kube-dc.com/etcd-backup/cmd/kdc-etcd-backup/internal/initgc", "k8s.io/client-go/kubernetes/scheme"
-	for _, p := range []string{initgc, heavy, "main"} {
-		if _, ok := order[p]; !ok {
-			t.Fatalf("no init trace of %s in:\n%s", p, out)
-		}
-	}
-	if first, ok := order["first collection"]; ok && first < order["main"] {
-		t.Errorf("the collector ran before main (trace line %d, main's init on line %d)", first, order["main"])
-	}
-	if order[initgc] > order[heavy] {
-		t.Errorf("%s initialized after %s (trace lines %d and %d)", initgc, heavy, order[initgc], order[heavy])
-	}
-}
