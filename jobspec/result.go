@@ -58,7 +58,8 @@ type Result struct {
 	TagError       string `json:"tagError,omitempty"`
 }
 
-// RevisionMarks are the highest revisions known before a restore (docs/restore.md, "Revisions").
+// RevisionMarks are the highest revisions known before a restore (docs/restore.md, "Revisions");
+// a zero mark is one that does not exist or could not be read.
 type RevisionMarks struct {
 	// Data is the revision of the data directory being replaced.
 	Data int64 `json:"dataRevision"`

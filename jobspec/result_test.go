@@ -65,3 +65,24 @@ func TestParseResultRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestRevisionMarksHighest(t *testing.T) {
+	tests := []struct {
+		name  string
+		marks RevisionMarks
+		want  int64
+	}{
+		{"none", RevisionMarks{}, 0},
+		{"data", RevisionMarks{Data: 7, Previous: 5, Backup: 6}, 7},
+		{"previous generation", RevisionMarks{Data: 3, Previous: 9, Backup: 6}, 9},
+		{"newest backup, data lost", RevisionMarks{DataError: "corrupt", Backup: 6}, 6},
+		{"given", RevisionMarks{Data: 3, Given: 11}, 11},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, tc.marks.Highest()); diff != "" {
+				t.Errorf("Highest() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

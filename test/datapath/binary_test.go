@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"kube-dc.com/etcd-backup/jobspec"
 	"kube-dc.com/etcd-backup/snapshot"
 	"kube-dc.com/etcd-backup/test/framework"
 )
@@ -197,7 +198,7 @@ func TestBinary(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("restore exited %d: %s", r.code, r.stderr)
 	}
-	if diff := cmp.Diff([]any{float64(rev), float64(rev), float64(snapshot.DefaultBumpRevision), float64(rev + snapshot.DefaultBumpRevision), e.DataDir + ".previous"},
+	if diff := cmp.Diff([]any{float64(rev), float64(rev), float64(jobspec.DefaultBumpRevision), float64(rev + jobspec.DefaultBumpRevision), e.DataDir + ".previous"},
 		[]any{r.term["revision"], r.term["revisionBefore"], r.term["bumpRevision"], r.term["restoredRevision"], r.term["previousDataDir"]}); diff != "" {
 		t.Errorf("restore termination message mismatch (-want +got):\n%s", diff)
 	}
