@@ -16,6 +16,7 @@ import (
 
 	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/jobspec"
 )
 
 // Location is where a cluster's snapshots go and how to reach it.
@@ -121,10 +122,10 @@ func CredentialSecret(c *kdcv1alpha1.KdcCluster) string {
 	return kdcv1alpha1.ObjectBucketClaimName
 }
 
-// DestinationPath is s3://bucket[/prefix] of a location.
-func (l Location) DestinationPath() string {
-	if l.Prefix == "" {
-		return "s3://" + l.Bucket
-	}
-	return "s3://" + l.Bucket + "/" + l.Prefix
+// S3 is the location as the Jobs take it.
+func (l Location) S3() jobspec.S3Location {
+	return jobspec.S3Location{Endpoint: l.Endpoint, Bucket: l.Bucket, Prefix: l.Prefix, Region: l.Region}
 }
+
+// DestinationPath is s3://bucket[/prefix] of a location.
+func (l Location) DestinationPath() string { return l.S3().DestinationPath() }
