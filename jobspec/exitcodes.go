@@ -54,38 +54,38 @@ const (
 	ExitLocalIO ExitCode = 12
 )
 
-// Retry says which Jobs a retry can help after a failure.
-type Retry int
+// retry says which Jobs a retry can help after a failure.
+type retry int
 
 const (
-	// RetryAny: a transient failure; a retry of any Job may pass.
-	RetryAny Retry = iota + 1
-	// RetryBackup: the stored object or the data volume is at fault, so verify, restore and
+	// retryAny: a transient failure; a retry of any Job may pass.
+	retryAny retry = iota + 1
+	// retryBackup: the stored object or the data volume is at fault, so verify, restore and
 	// rollback would meet it again; a backup retry reads a new snapshot and writes a new object.
-	RetryBackup
-	// RetryNever: the Job's arguments, bucket or credentials are wrong; no retry can pass.
-	RetryNever
+	retryBackup
+	// retryNever: the Job's arguments, bucket or credentials are wrong; no retry can pass.
+	retryNever
 )
 
 // exitCodes is the one exit-code table (docs/jobs.md, "Exit codes").
 var exitCodes = []struct {
 	code   ExitCode
 	reason string
-	retry  Retry
+	retry  retry
 }{
 	{ExitSucceeded, "Succeeded", 0},
-	{ExitFailed, "Failed", RetryAny},
-	{ExitSnapshotTooSmall, "SnapshotTooSmall", RetryAny},
-	{ExitUsage, "Usage", RetryNever},
-	{ExitObjectMissing, "ObjectMissing", RetryBackup},
-	{ExitBucketMissing, "BucketMissing", RetryNever},
-	{ExitAccessDenied, "AccessDenied", RetryNever},
-	{ExitS3Unreachable, "S3Unreachable", RetryAny},
-	{ExitEtcdUnavailable, "EtcdUnavailable", RetryAny},
-	{ExitIntegrity, "Integrity", RetryBackup},
-	{ExitDiskFull, "DiskFull", RetryBackup},
-	{ExitNoPreviousGeneration, "NoPreviousGeneration", RetryBackup},
-	{ExitLocalIO, "LocalIO", RetryBackup},
+	{ExitFailed, "Failed", retryAny},
+	{ExitSnapshotTooSmall, "SnapshotTooSmall", retryAny},
+	{ExitUsage, "Usage", retryNever},
+	{ExitObjectMissing, "ObjectMissing", retryBackup},
+	{ExitBucketMissing, "BucketMissing", retryNever},
+	{ExitAccessDenied, "AccessDenied", retryNever},
+	{ExitS3Unreachable, "S3Unreachable", retryAny},
+	{ExitEtcdUnavailable, "EtcdUnavailable", retryAny},
+	{ExitIntegrity, "Integrity", retryBackup},
+	{ExitDiskFull, "DiskFull", retryBackup},
+	{ExitNoPreviousGeneration, "NoPreviousGeneration", retryBackup},
+	{ExitLocalIO, "LocalIO", retryBackup},
 }
 
 // Reason is the exit code's name, as written to the termination message's "reason".
@@ -103,7 +103,7 @@ func (c ExitCode) Reason() string {
 func (c ExitCode) Retriable(cmd Command) bool {
 	for _, e := range exitCodes {
 		if e.code == c {
-			return e.retry == RetryAny || (e.retry == RetryBackup && cmd == CommandBackup)
+			return e.retry == retryAny || (e.retry == retryBackup && cmd == CommandBackup)
 		}
 	}
 	return true
