@@ -20,13 +20,7 @@ func runRestore(ctx context.Context, args []string) int {
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	o := datadir.RestoreOptions{
-		Key: a.Key, Cluster: a.Cluster, Location: a.Location,
-		DataDir: a.Member.DataDir, Name: a.Member.Name, PeerURLs: a.Member.PeerURLs,
-		InitialCluster: a.Member.InitialCluster, InitialClusterToken: a.Member.ClusterToken,
-		BumpRevision: a.BumpRevision, MarkCompacted: a.MarkCompacted, MinRevision: a.MinRevision, TargetVersion: a.TargetVersion,
-		Logger: newLogger(os.Stdout),
-	}
+	o := datadir.RestoreOptions{Restore: a, Logger: newLogger(os.Stdout)}
 	res, err := func() (*jobspec.Result, error) {
 		cred, err := snapshot.CredentialsFromEnv()
 		if err != nil {
@@ -36,6 +30,6 @@ func runRestore(ctx context.Context, args []string) int {
 		return datadir.Restore(ctx, o)
 	}()
 	return snapshot.Finish(os.Stderr, *termPath, res, err, func(f *snapshot.Failure) {
-		f.Key, f.Bucket, f.ObjectKey, f.DataDir = o.Key, o.Location.Bucket, o.Location.ObjectKey(o.Key), o.DataDir
+		f.Key, f.Bucket, f.ObjectKey, f.DataDir = o.Key, o.Location.Bucket, o.Location.ObjectKey(o.Key), o.Member.DataDir
 	})
 }

@@ -24,54 +24,30 @@ import (
 // stagingPrefix names the staging directories next to the data directory.
 const stagingPrefix = ".kdc-restore-"
 
-// RestoreOptions configure Restore.
+// RestoreOptions configure Restore: the restore subcommand's arguments, the credentials and
+// the logger.
 type RestoreOptions struct {
-	// Key is the snapshot key C/C-<ts>.db, without the location's prefix.
-	Key string
-	// Cluster, when set, must own Key.
-	Cluster     string
-	Location    jobspec.S3Location
+	jobspec.Restore
 	Credentials snapshot.Credentials
-
-	// DataDir is etcd's data directory; v1alpha1.EtcdDataDir when empty.
-	DataDir string
-	// Name, PeerURLs, InitialCluster and InitialClusterToken are etcd's member flags.
-	Name                string
-	PeerURLs            []string
-	InitialCluster      string
-	InitialClusterToken string
-	// BumpRevision is the margin the restored revision gets above the snapshot's revision and
-	// above the highest revision known before the restore (jobspec.RevisionMarks); 0 asks for no bump.
-	// MarkCompacted marks the restored revision compacted.
-	BumpRevision  uint64
-	MarkCompacted bool
-	// MinRevision is a revision the tenant's clients may have seen that the restore must move
-	// past, besides those it reads itself.
-	MinRevision int64
-	// TargetVersion is the etcd version (X.Y or vX.Y.Z) that will run on the data; the storage
-	// schema is migrated to it, so a snapshot of a newer minor version can be started by an older
-	// one. Empty leaves the schema as etcdutl wrote it.
-	TargetVersion string
-
-	Logger *slog.Logger
+	Logger      *slog.Logger
 }
 
 func (o *RestoreOptions) defaults() {
-	if o.DataDir == "" {
-		o.DataDir = v1alpha1.EtcdDataDir
+	if o.Member.DataDir == "" {
+		o.Member.DataDir = v1alpha1.EtcdDataDir
 	}
-	o.DataDir = filepath.Clean(o.DataDir)
-	if o.Name == "" {
-		o.Name = jobspec.DefaultMemberName
+	o.Member.DataDir = filepath.Clean(o.Member.DataDir)
+	if o.Member.Name == "" {
+		o.Member.Name = jobspec.DefaultMemberName
 	}
-	if len(o.PeerURLs) == 0 {
-		o.PeerURLs = []string{jobspec.DefaultPeerURL}
+	if len(o.Member.PeerURLs) == 0 {
+		o.Member.PeerURLs = []string{jobspec.DefaultPeerURL}
 	}
-	if o.InitialCluster == "" {
-		o.InitialCluster = o.Name + "=" + o.PeerURLs[0]
+	if o.Member.InitialCluster == "" {
+		o.Member.InitialCluster = o.Member.Name + "=" + o.Member.PeerURLs[0]
 	}
-	if o.InitialClusterToken == "" {
-		o.InitialClusterToken = jobspec.DefaultClusterToken
+	if o.Member.ClusterToken == "" {
+		o.Member.ClusterToken = jobspec.DefaultClusterToken
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -85,14 +61,14 @@ func (o *RestoreOptions) validate() error {
 	if err := o.Location.Validate(); err != nil {
 		return err
 	}
-	if !filepath.IsAbs(o.DataDir) || o.DataDir == "/" {
-		return jobspec.Errorf(jobspec.ExitUsage, "--data-dir %q must be an absolute path below /", o.DataDir)
+	if !filepath.IsAbs(o.Member.DataDir) || o.Member.DataDir == "/" {
+		return jobspec.Errorf(jobspec.ExitUsage, "--data-dir %q must be an absolute path below /", o.Member.DataDir)
 	}
-	if _, err := types.NewURLs(o.PeerURLs); err != nil {
-		return jobspec.Errorf(jobspec.ExitUsage, "--initial-advertise-peer-urls %q: %w", strings.Join(o.PeerURLs, ","), err)
+	if _, err := types.NewURLs(o.Member.PeerURLs); err != nil {
+		return jobspec.Errorf(jobspec.ExitUsage, "--initial-advertise-peer-urls %q: %w", strings.Join(o.Member.PeerURLs, ","), err)
 	}
-	if _, err := types.NewURLsMap(o.InitialCluster); err != nil {
-		return jobspec.Errorf(jobspec.ExitUsage, "--initial-cluster %q: %w", o.InitialCluster, err)
+	if _, err := types.NewURLsMap(o.Member.InitialCluster); err != nil {
+		return jobspec.Errorf(jobspec.ExitUsage, "--initial-cluster %q: %w", o.Member.InitialCluster, err)
 	}
 	if _, err := parseTargetVersion(o.TargetVersion); err != nil {
 		return jobspec.Errorf(jobspec.ExitUsage, "--target-version: %w", err)
@@ -147,9 +123,9 @@ func restore(ctx context.Context, o RestoreOptions) (*jobspec.Result, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	res := &jobspec.Result{Command: jobspec.CommandRestore, Key: o.Key, ObjectKey: o.Location.ObjectKey(o.Key), Bucket: o.Location.Bucket, DataDir: o.DataDir}
-	log := o.Logger.With("objectKey", res.ObjectKey, "bucket", o.Location.Bucket, "dataDir", o.DataDir)
-	parent := filepath.Dir(o.DataDir)
+	res := &jobspec.Result{Command: jobspec.CommandRestore, Key: o.Key, ObjectKey: o.Location.ObjectKey(o.Key), Bucket: o.Location.Bucket, DataDir: o.Member.DataDir}
+	log := o.Logger.With("objectKey", res.ObjectKey, "bucket", o.Location.Bucket, "dataDir", o.Member.DataDir)
+	parent := filepath.Dir(o.Member.DataDir)
 
 	if _, err := os.Stat(parent); err != nil {
 		return res, snapshot.LocalIOError("open the data volume", parent, err)
@@ -162,7 +138,7 @@ func restore(ctx context.Context, o RestoreOptions) (*jobspec.Result, error) {
 	marksc := make(chan error, 1)
 	go func() {
 		var err error
-		res.Marks, err = readRevisionMarks(ctx, c, o.Location, cluster, o.DataDir, o.MinRevision)
+		res.Marks, err = readRevisionMarks(ctx, c, o.Location, cluster, o.Member.DataDir, o.MinRevision)
 		marksc <- err
 	}()
 	marksRead := sync.OnceValue(func() error { return <-marksc })
@@ -266,7 +242,7 @@ func restore(ctx context.Context, o RestoreOptions) (*jobspec.Result, error) {
 	log.Info("Synced the restored data", "seconds", time.Since(start).Seconds())
 
 	// 4. Swap.
-	prev, err := swapIn(restored, o.DataDir, staging)
+	prev, err := swapIn(restored, o.Member.DataDir, staging)
 	if err != nil {
 		return res, err
 	}
@@ -361,11 +337,11 @@ func etcdutlRestore(o RestoreOptions, bump uint64, snapPath, out string) error {
 	lg := zap.NewNop()
 	return etcdutl.NewV3(lg).Restore(etcdutl.RestoreConfig{
 		SnapshotPath:        snapPath,
-		Name:                o.Name,
+		Name:                o.Member.Name,
 		OutputDataDir:       out,
-		PeerURLs:            o.PeerURLs,
-		InitialCluster:      o.InitialCluster,
-		InitialClusterToken: o.InitialClusterToken,
+		PeerURLs:            o.Member.PeerURLs,
+		InitialCluster:      o.Member.InitialCluster,
+		InitialClusterToken: o.Member.ClusterToken,
 		SkipHashCheck:       true, // download verified etcd's hash over exactly this file's bytes
 		RevisionBump:        bump,
 		MarkCompacted:       o.MarkCompacted,

@@ -71,15 +71,15 @@ func (en *env) backupOptions(t *testing.T, e *framework.EtcdServer, cluster stri
 
 func (en *env) restoreOptions(t *testing.T, key, dataDir string, peerPort int) datadir.RestoreOptions {
 	return datadir.RestoreOptions{
-		Key:           key,
-		Location:      en.loc,
-		Credentials:   en.cred,
-		DataDir:       dataDir,
-		Name:          "default",
-		PeerURLs:      []string{framework.PeerURLFor(peerPort)},
-		BumpRevision:  jobspec.DefaultBumpRevision,
-		MarkCompacted: true,
-		Logger:        testLogger(t),
+		Restore: jobspec.Restore{
+			Key:           key,
+			Location:      en.loc,
+			Member:        jobspec.Member{DataDir: dataDir, Name: "default", PeerURLs: []string{framework.PeerURLFor(peerPort)}},
+			BumpRevision:  jobspec.DefaultBumpRevision,
+			MarkCompacted: true,
+		},
+		Credentials: en.cred,
+		Logger:      testLogger(t),
 	}
 }
 

@@ -58,8 +58,9 @@ func BenchmarkInProcess(b *testing.B) {
 				dir := b.TempDir()
 				start = time.Now()
 				if _, err := datadir.Restore(ctx, datadir.RestoreOptions{
-					Key: res.Key, Location: en.loc, Credentials: en.cred, DataDir: filepath.Join(dir, "default.etcd"),
-					BumpRevision: jobspec.DefaultBumpRevision, MarkCompacted: true, Logger: log,
+					Restore: jobspec.Restore{Key: res.Key, Location: en.loc, Member: jobspec.Member{DataDir: filepath.Join(dir, "default.etcd")},
+						BumpRevision: jobspec.DefaultBumpRevision, MarkCompacted: true},
+					Credentials: en.cred, Logger: log,
 				}); err != nil {
 					b.Fatal(err)
 				}
