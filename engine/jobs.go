@@ -1,11 +1,9 @@
 package engine
 
 import (
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"sort"
-	"strconv"
 	"strings"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -28,11 +26,11 @@ const (
 	// restoreTmpVolume is a writable /tmp under the read-only root filesystem.
 	restoreTmpVolume = "tmp"
 	// restoreVerifyBackoffLimit: the verify Job touches nothing, so retriable failures (S3
-	// unreachable) are retried; the others fail it at once (restoreNonRetryableExitCodes).
+	// unreachable) are retried; the others fail it at once (jobspec.NonRetriable).
 	restoreVerifyBackoffLimit int32 = 2
 	// restoreBumpRevision is --bump-revision: the restored revision jumps by this much so no
 	// client of the tenant's API server ever sees revisions go backwards.
-	restoreBumpRevision = 1_000_000_000
+	restoreBumpRevision uint64 = 1_000_000_000
 	// restoreDefaultUID is the user the data Jobs run as when the etcd StatefulSet names none
 	// (or names root, which the Jobs never run as).
 	restoreDefaultUID int64 = 65532
@@ -40,10 +38,6 @@ const (
 	// Job is deleted by the controller on success and kept on failure until the next restore.
 	restoreJobTTLSeconds int32 = 24 * 60 * 60
 )
-
-// restoreNonRetryableExitCodes are the exit codes a retry cannot fix (docs/jobs.md): Usage,
-// ObjectMissing, BucketMissing, AccessDenied, Integrity, DiskFull, NoPreviousGeneration, LocalIO.
-var restoreNonRetryableExitCodes = []int32{3, 4, 5, 6, 9, 10, 11, 12}
 
 // RunAs is the identity the data Jobs run as.
 type RunAs struct {
@@ -87,47 +81,28 @@ func jobLabels(c *kdcv1alpha1.KdcCluster) map[string]string {
 	return labels
 }
 
-// restoreS3Args are the S3 flags shared by verify and restore.
-func restoreS3Args(p *Plan) []string {
-	args := []string{"--s3-endpoint=" + p.Location.Endpoint, "--bucket=" + p.Location.Bucket}
-	if p.Location.Prefix != "" {
-		args = append(args, "--prefix="+p.Location.Prefix)
+// jobArgs are the arguments of the Job of kind: the member as DS-etcd runs it, the revision bump
+// and mark-compacted (watchers and informers of the tenant re-list) for the restore.
+func jobArgs(kind JobKind, c *kdcv1alpha1.KdcCluster, p *Plan) []string {
+	switch kind {
+	case JobVerify:
+		return jobspec.Verify{Key: p.Key, Cluster: c.Name, Location: p.Location}.Args()
+	case JobRollback:
+		return jobspec.Rollback{DataDir: p.Member.DataDir}.Args()
 	}
-	if p.Location.Region != "" {
-		args = append(args, "--region="+p.Location.Region)
-	}
-	return args
+	return jobspec.Restore{Key: p.Key, Cluster: c.Name, Member: p.Member, BumpRevision: restoreBumpRevision,
+		MarkCompacted: true, TargetVersion: p.TargetVersion, Location: p.Location}.Args()
 }
 
-// restoreVerifyArgs are the arguments of `kdc-etcd-backup verify`.
-func restoreVerifyArgs(c *kdcv1alpha1.KdcCluster, p *Plan) []string {
-	return append([]string{"verify", "--key=" + p.Key, "--cluster=" + c.Name}, restoreS3Args(p)...)
-}
-
-// restoreArgs are the arguments of `kdc-etcd-backup restore`: the member as DS-etcd runs
-// it, the revision bump and mark-compacted (watchers and informers of the tenant re-list).
-func restoreArgs(c *kdcv1alpha1.KdcCluster, p *Plan) []string {
-	args := []string{
-		"restore",
-		"--key=" + p.Key,
-		"--cluster=" + c.Name,
-		"--data-dir=" + p.Member.DataDir,
-		"--name=" + p.Member.Name,
-		"--initial-cluster=" + p.Member.InitialCluster,
-		"--initial-advertise-peer-urls=" + strings.Join(p.Member.PeerURLs, ","),
-		"--initial-cluster-token=" + p.Member.ClusterToken,
-		"--bump-revision=" + strconv.Itoa(restoreBumpRevision),
-		"--mark-compacted=true",
+// command is the subcommand the Job of kind runs.
+func (k JobKind) command() jobspec.Command {
+	switch k {
+	case JobVerify:
+		return jobspec.CommandVerify
+	case JobRollback:
+		return jobspec.CommandRollback
 	}
-	if p.TargetVersion != "" {
-		args = append(args, "--target-version="+p.TargetVersion)
-	}
-	return append(args, restoreS3Args(p)...)
-}
-
-// rollbackArgs are the arguments of `kdc-etcd-backup rollback`.
-func rollbackArgs(p *Plan) []string {
-	return []string{"rollback", "--data-dir=" + p.Member.DataDir}
+	return jobspec.CommandRestore
 }
 
 // JobKind tells the three Jobs apart.
@@ -169,15 +144,15 @@ func BuildJob(kind JobKind, c *kdcv1alpha1.KdcCluster, p *Plan, attempt string) 
 	switch kind {
 	case JobVerify:
 		ns, name, backoff = c.Namespace, kdcv1alpha1.VerifyJobName(c.Name), restoreVerifyBackoffLimit
-		ctr.Args = restoreVerifyArgs(c, p)
+		ctr.Args = jobArgs(kind, c, p)
 		// Streams the object through its hashes: bounded buffers, no disk.
 		ctr.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")}
 	case JobRestore:
-		ctr.Args = restoreArgs(c, p)
+		ctr.Args = jobArgs(kind, c, p)
 		ttl = nil
 	case JobRollback:
 		name = kdcv1alpha1.RollbackJobName(c.Name)
-		ctr.Args = rollbackArgs(p)
+		ctr.Args = jobArgs(kind, c, p)
 		ctr.Env = nil
 	}
 	if kind != JobVerify {
@@ -202,7 +177,7 @@ func BuildJob(kind JobKind, c *kdcv1alpha1.KdcCluster, p *Plan, attempt string) 
 				OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{
 					ContainerName: ptr.To(ContainerName),
 					Operator:      batchv1.PodFailurePolicyOnExitCodesOpIn,
-					Values:        restoreNonRetryableExitCodes,
+					Values:        jobspec.NonRetriable(kind.command()),
 				},
 			}}},
 			Template: corev1.PodTemplateSpec{
@@ -244,14 +219,6 @@ func BuildFreshBackupJob(c *kdcv1alpha1.KdcCluster, cj *batchv1.CronJob, attempt
 	return jobspec.JobFromCronJob(cj, freshBackupJobName(c, attempt), map[string]string{kdcv1alpha1.AnnotationRestoreAttempt: attempt})
 }
 
-// jobResult is the one-line JSON a Job subcommand writes as its termination message
-// (docs/jobs.md); only the fields the controller reports.
-type jobResult struct {
-	Error    string `json:"error"`
-	Reason   string `json:"reason"`
-	ExitCode int    `json:"exitCode"`
-}
-
 // jobFailureDetail explains a failed Job from its pods' termination messages (newest
 // first), falling back to the Job's Failed condition.
 func jobFailureDetail(job *batchv1.Job, pods []corev1.Pod) string {
@@ -264,8 +231,7 @@ func jobFailureDetail(job *batchv1.Job, pods []corev1.Pod) string {
 			if cs.Name != ContainerName || t == nil || t.ExitCode == 0 {
 				continue
 			}
-			var res jobResult
-			if err := json.Unmarshal([]byte(strings.TrimSpace(t.Message)), &res); err == nil && res.Error != "" {
+			if res, err := jobspec.ParseResult(t.Message); err == nil && res.Error != "" {
 				return fmt.Sprintf("Job %s/%s: %s (%s, exit code %d)", job.Namespace, job.Name, res.Error, res.Reason, t.ExitCode)
 			}
 			return fmt.Sprintf("Job %s/%s: container exited with code %d: %s", job.Namespace, job.Name, t.ExitCode, strings.TrimSpace(t.Message))
@@ -286,9 +252,8 @@ func jobRevision(pods []corev1.Pod) (kdcv1alpha1.RestoreRevision, bool) {
 			if cs.Name != ContainerName || t == nil || t.ExitCode != 0 {
 				continue
 			}
-			var rev kdcv1alpha1.RestoreRevision
-			if err := json.Unmarshal([]byte(strings.TrimSpace(t.Message)), &rev); err == nil && rev.RestoredRevision > 0 {
-				return rev, true
+			if res, err := jobspec.ParseResult(t.Message); err == nil && res.RestoredRevision > 0 {
+				return res.RestoreRevision(), true
 			}
 		}
 	}

@@ -4,9 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	et "kube-dc.com/etcd-backup/engine/enginetest"
-	"kube-dc.com/etcd-backup/location"
-
 	"github.com/google/go-cmp/cmp"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -15,6 +12,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	et "kube-dc.com/etcd-backup/engine/enginetest"
+	"kube-dc.com/etcd-backup/jobspec"
 )
 
 func TestDeriveEtcdMember(t *testing.T) {
@@ -26,13 +25,13 @@ func TestDeriveEtcdMember(t *testing.T) {
 	cases := []struct {
 		name    string
 		sts     *appsv1.StatefulSet
-		want    EtcdMember
+		want    jobspec.Member
 		wantErr bool
 	}{
 		{
 			name: "flags with $(POD_NAME) from the downward API",
 			sts:  et.EtcdStatefulSet("ns1", "ds", 1),
-			want: EtcdMember{
+			want: jobspec.Member{
 				Name:           "ds-etcd-0",
 				PeerURLs:       []string{"https://ds-etcd-0.ds-etcd.ns1.svc:2380"},
 				InitialCluster: "ds-etcd-0=https://ds-etcd-0.ds-etcd.ns1.svc:2380",
@@ -46,7 +45,7 @@ func TestDeriveEtcdMember(t *testing.T) {
 				c.Args = []string{"--data-dir=/var/run/etcd/default.etcd"}
 				c.Env = nil
 			}),
-			want: EtcdMember{Name: "default", PeerURLs: []string{"http://localhost:2380"},
+			want: jobspec.Member{Name: "default", PeerURLs: []string{"http://localhost:2380"},
 				InitialCluster: "default=http://localhost:2380", ClusterToken: "etcd-cluster", DataDir: kdcv1alpha1.EtcdDataDir},
 		},
 		{
@@ -61,7 +60,7 @@ func TestDeriveEtcdMember(t *testing.T) {
 				}
 				c.VolumeMounts = []corev1.VolumeMount{{Name: "etcd-data", MountPath: "/data"}}
 			}),
-			want: EtcdMember{Name: "m0", PeerURLs: []string{"http://m0:2380", "http://m0b:2380"},
+			want: jobspec.Member{Name: "m0", PeerURLs: []string{"http://m0:2380", "http://m0b:2380"},
 				InitialCluster: "m0=http://m0:2380,m0=http://m0b:2380", ClusterToken: "tok", DataDir: "/var/run/etcd/member"},
 		},
 		{
@@ -71,7 +70,7 @@ func TestDeriveEtcdMember(t *testing.T) {
 				c.Args = []string{`exec etcd --name=${HOSTNAME} --initial-advertise-peer-urls="http://${HOSTNAME}.ds-etcd:2380" --data-dir /var/run/etcd/default.etcd`}
 				c.Env = nil
 			}),
-			want: EtcdMember{Name: "ds-etcd-0", PeerURLs: []string{"http://ds-etcd-0.ds-etcd:2380"},
+			want: jobspec.Member{Name: "ds-etcd-0", PeerURLs: []string{"http://ds-etcd-0.ds-etcd:2380"},
 				InitialCluster: "ds-etcd-0=http://ds-etcd-0.ds-etcd:2380", ClusterToken: "etcd-cluster", DataDir: kdcv1alpha1.EtcdDataDir},
 		},
 		{
@@ -136,9 +135,9 @@ func testPlan() *Plan {
 	return &Plan{
 		Image:            et.Image,
 		Key:              et.Key,
-		Location:         location.Location{Endpoint: "http://rgw:80", Bucket: "b", Prefix: "tenants"},
+		Location:         jobspec.S3Location{Endpoint: "http://rgw:80", Bucket: "b", Prefix: "tenants"},
 		CredentialSecret: "managed-k8s-backups",
-		Member: EtcdMember{Name: "ds-etcd-0", PeerURLs: []string{"https://ds-etcd-0.ds-etcd.ns1.svc:2380"},
+		Member: jobspec.Member{Name: "ds-etcd-0", PeerURLs: []string{"https://ds-etcd-0.ds-etcd.ns1.svc:2380"},
 			InitialCluster: "ds-etcd-0=https://ds-etcd-0.ds-etcd.ns1.svc:2380", ClusterToken: "kamaji", DataDir: kdcv1alpha1.EtcdDataDir},
 		RunAs: RunAs{UID: 1000, GID: 1000, FSGroup: 1000},
 	}
@@ -241,7 +240,7 @@ func TestBuildRestoreJobWhole(t *testing.T) {
 						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
 					Containers: []corev1.Container{{
 						Name: "restore", Image: et.Image, Command: []string{"/kdc-etcd-backup"},
-						Args: restoreArgs(c, testPlan()),
+						Args: jobArgs(JobRestore, c, testPlan()),
 						Env:  []corev1.EnvVar{secretEnv("AWS_ACCESS_KEY_ID"), secretEnv("AWS_SECRET_ACCESS_KEY")},
 						VolumeMounts: []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"},
 							{Name: "etcd-data", MountPath: kdcv1alpha1.EtcdDataMountPath}},
@@ -351,7 +350,7 @@ func TestRestoreRestoreArgsTargetVersion(t *testing.T) {
 			in := testPlan()
 			in.TargetVersion = tc.version
 			var got []string
-			for _, a := range restoreArgs(c, in) {
+			for _, a := range jobArgs(JobRestore, c, in) {
 				if strings.HasPrefix(a, "--target-version") {
 					got = append(got, a)
 				}

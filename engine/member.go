@@ -11,30 +11,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/jobspec"
 )
 
-// etcd's own defaults, used when the StatefulSet sets neither the flag nor its ETCD_* variable.
 const (
-	etcdDefaultName       = "default"
-	etcdDefaultPeerURL    = "http://localhost:2380"
-	etcdDefaultToken      = "etcd-cluster"
-	etcdDefaultDataSuffix = ".etcd"
 	// etcdDataVolume is the volumeClaimTemplate of DS-etcd that yields etcd-data-DS-etcd-0.
 	etcdDataVolume = "etcd-data"
 )
-
-// EtcdMember is how DS-etcd runs its single member (pod DS-etcd-0), as `restore` must be
-// told it: etcdutl writes the member name, peer URLs, initial cluster and cluster token into the
-// restored membership, and etcd refuses to start when they differ from its own flags.
-type EtcdMember struct {
-	Name           string   `json:"name"`
-	PeerURLs       []string `json:"peerURLs"`
-	InitialCluster string   `json:"initialCluster"`
-	ClusterToken   string   `json:"clusterToken"`
-	// DataDir is etcd's data directory translated to the Job's mount of the same PVC at
-	// EtcdDataMountPath.
-	DataDir string `json:"dataDir"`
-}
 
 var (
 	// unquote drops shell quotes from a word of a script.
@@ -60,10 +43,10 @@ var (
 //
 // Anything left unresolved (a variable it cannot know, such as the pod IP) is an error: the
 // restore must never guess, because a wrong member identity makes etcd refuse the data.
-func DeriveEtcdMember(sts *appsv1.StatefulSet) (EtcdMember, error) {
+func DeriveEtcdMember(sts *appsv1.StatefulSet) (jobspec.Member, error) {
 	c, err := etcdContainer(sts.Spec.Template.Spec.Containers)
 	if err != nil {
-		return EtcdMember{}, err
+		return jobspec.Member{}, err
 	}
 	podName := sts.Name + "-0"
 	env := map[string]string{"HOSTNAME": podName}
@@ -109,11 +92,11 @@ func DeriveEtcdMember(sts *appsv1.StatefulSet) (EtcdMember, error) {
 		}
 		return def
 	}
-	m := EtcdMember{
-		Name:         setting("name", "ETCD_NAME", etcdDefaultName),
-		ClusterToken: setting("initial-cluster-token", "ETCD_INITIAL_CLUSTER_TOKEN", etcdDefaultToken),
+	m := jobspec.Member{
+		Name:         setting("name", "ETCD_NAME", jobspec.DefaultMemberName),
+		ClusterToken: setting("initial-cluster-token", "ETCD_INITIAL_CLUSTER_TOKEN", jobspec.DefaultClusterToken),
 	}
-	for _, u := range strings.Split(setting("initial-advertise-peer-urls", "ETCD_INITIAL_ADVERTISE_PEER_URLS", etcdDefaultPeerURL), ",") {
+	for _, u := range strings.Split(setting("initial-advertise-peer-urls", "ETCD_INITIAL_ADVERTISE_PEER_URLS", jobspec.DefaultPeerURL), ",") {
 		if u = strings.TrimSpace(u); u != "" {
 			m.PeerURLs = append(m.PeerURLs, u)
 		}
@@ -123,14 +106,14 @@ func DeriveEtcdMember(sts *appsv1.StatefulSet) (EtcdMember, error) {
 		defCluster = append(defCluster, m.Name+"="+u)
 	}
 	m.InitialCluster = setting("initial-cluster", "ETCD_INITIAL_CLUSTER", strings.Join(defCluster, ","))
-	dataDir := setting("data-dir", "ETCD_DATA_DIR", m.Name+etcdDefaultDataSuffix)
+	dataDir := setting("data-dir", "ETCD_DATA_DIR", m.Name+jobspec.DataDirSuffix)
 	if m.DataDir, err = mapDataDir(c, dataDir); err != nil {
-		return EtcdMember{}, err
+		return jobspec.Member{}, err
 	}
 	for what, v := range map[string]string{"name": m.Name, "initial-cluster": m.InitialCluster,
 		"initial-cluster-token": m.ClusterToken, "initial-advertise-peer-urls": strings.Join(m.PeerURLs, ","), "data-dir": dataDir} {
 		if v == "" || strings.Contains(v, "$") {
-			return EtcdMember{}, fmt.Errorf("etcd --%s of container %q is %q: cannot resolve it for pod %s", what, c.Name, v, podName)
+			return jobspec.Member{}, fmt.Errorf("etcd --%s of container %q is %q: cannot resolve it for pod %s", what, c.Name, v, podName)
 		}
 	}
 	return m, nil

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/jobspec"
 	"kube-dc.com/etcd-backup/location"
 )
 
@@ -23,11 +24,11 @@ type Plan struct {
 	// Image is the image of the Jobs.
 	Image string `json:"image"`
 	// Location is the bucket, prefix, endpoint and region, resolved like the backup CronJob's.
-	Location location.Location `json:"location"`
+	Location jobspec.S3Location `json:"location"`
 	// CredentialSecret holds AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
 	CredentialSecret string `json:"credentialSecret"`
 	// Member is how DS-etcd runs its member (DeriveEtcdMember).
-	Member EtcdMember `json:"member"`
+	Member jobspec.Member `json:"member"`
 	// RunAs is the user, group and fsGroup of etcd, so the Jobs can write its data directory.
 	RunAs RunAs `json:"runAs"`
 	// TargetVersion is the datastore's spec.etcd.version: the restore migrates the storage schema
@@ -79,7 +80,7 @@ func (e *Engine) Prepare(ctx context.Context, c *kdcv1alpha1.KdcCluster, key str
 	p := &Plan{
 		Key:               key,
 		Image:             e.Image,
-		Location:          loc,
+		Location:          loc.S3Location,
 		CredentialSecret:  location.CredentialSecret(c),
 		RunAs:             RunAsOf(&w.Etcd.Spec.Template.Spec),
 		TargetVersion:     ds.Spec.Etcd.Version,

@@ -16,16 +16,14 @@ import (
 
 	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/jobspec"
 )
 
 // Location is where a cluster's snapshots go and how to reach it.
 type Location struct {
-	Endpoint string `json:"endpoint"`
-	Bucket   string `json:"bucket"`
-	Prefix   string `json:"prefix,omitempty"`
-	Region   string `json:"region,omitempty"`
+	jobspec.S3Location
 	// EndpointSource says where Endpoint came from, for messages.
-	EndpointSource string `json:"endpointSource,omitempty"`
+	EndpointSource string
 }
 
 // ErrNoEndpoint: none of spec.backup.s3Endpoint, the OBC ConfigMap and the default endpoint
@@ -122,12 +120,4 @@ func CredentialSecret(c *kdcv1alpha1.KdcCluster) string {
 		return c.Spec.Backup.S3CredentialSecret
 	}
 	return kdcv1alpha1.ObjectBucketClaimName
-}
-
-// DestinationPath is s3://bucket[/prefix] of a location.
-func (l Location) DestinationPath() string {
-	if l.Prefix == "" {
-		return "s3://" + l.Bucket
-	}
-	return "s3://" + l.Bucket + "/" + l.Prefix
 }

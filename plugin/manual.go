@@ -24,7 +24,6 @@ package plugin
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -175,7 +174,7 @@ func (m *manualRun) preflight(ctx context.Context) error {
 	}
 	endpoint := m.f.JobS3Endpoint
 	if endpoint == "" && cj != nil {
-		endpoint = cronJobArg(cj, "--s3-endpoint")
+		endpoint = cronJobS3Endpoint(cj)
 	}
 	t := m.f.Timeout
 	m.e = &engine.Engine{Client: m.cl, Live: m.cl, Image: image, S3Endpoint: endpoint, Clock: m.o.Clock,
@@ -270,18 +269,6 @@ func cronJobImage(cj *batchv1.CronJob) string {
 	}
 	if len(cs) > 0 {
 		return cs[0].Image
-	}
-	return ""
-}
-
-// cronJobArg is the value of --flag=value in the CronJob's first container's arguments.
-func cronJobArg(cj *batchv1.CronJob, flag string) string {
-	for _, ctr := range cj.Spec.JobTemplate.Spec.Template.Spec.Containers {
-		for _, a := range ctr.Args {
-			if v, ok := strings.CutPrefix(a, flag+"="); ok {
-				return v
-			}
-		}
 	}
 	return ""
 }

@@ -32,8 +32,8 @@ func TestManualCronJobDefaults(t *testing.T) {
 	if got := cronJobImage(cj); got != "kdc-etcd-backup:v1" {
 		t.Errorf("cronJobImage = %q", got)
 	}
-	if got := cronJobArg(cj, "--s3-endpoint"); got != "http://rgw.rook-ceph.svc" {
-		t.Errorf("cronJobArg = %q", got)
+	if got := cronJobS3Endpoint(cj); got != "http://rgw.rook-ceph.svc" {
+		t.Errorf("cronJobS3Endpoint = %q", got)
 	}
 	if got := cronJobImage(&batchv1.CronJob{}); got != "" {
 		t.Errorf("cronJobImage of an empty CronJob = %q", got)

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/jobspec"
 	"kube-dc.com/etcd-backup/location"
 	"kube-dc.com/etcd-backup/snapshot"
 )
@@ -147,18 +148,12 @@ func backupCronJobEndpoint(ctx context.Context, cl client.Client, c *kdcv1alpha1
 	return cronJobS3Endpoint(cj), nil
 }
 
-// cronJobS3Endpoint finds `--s3-endpoint=URL` (or `--s3-endpoint URL`) in the containers of a
-// CronJob's pod template.
+// cronJobS3Endpoint is the --s3-endpoint of the CronJob's backup container, read back through
+// the Job contract (jobspec.ParseBackup).
 func cronJobS3Endpoint(cj *batchv1.CronJob) string {
 	for _, ctr := range cj.Spec.JobTemplate.Spec.Template.Spec.Containers {
-		args := append(append([]string{}, ctr.Command...), ctr.Args...)
-		for i, a := range args {
-			if v, ok := strings.CutPrefix(a, "--s3-endpoint="); ok {
-				return v
-			}
-			if a == "--s3-endpoint" && i+1 < len(args) {
-				return args[i+1]
-			}
+		if b, err := jobspec.ParseBackup(ctr.Args); err == nil {
+			return b.Location.Endpoint
 		}
 	}
 	return ""

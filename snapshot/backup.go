@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 
 	"kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/jobspec"
 )
 
 // Object metadata keys (x-amz-meta-*) of a snapshot object.
@@ -38,14 +39,12 @@ const (
 	createdBy = "kdc-etcd-backup"
 )
 
-// Backup defaults.
+// Backup defaults (jobspec's flag defaults).
 const (
-	DefaultMinSize  = 16 << 10
-	DefaultPartSize = 5 << 20
-	// DefaultConcurrency is two parts in flight while the third is read. --concurrency 1 (two
-	// buffers) saves ~4 MiB of peak RSS and was 10-15% slower (docs/benchmarks.md).
-	DefaultConcurrency = 2
-	DefaultDialTimeout = 10 * time.Second
+	DefaultMinSize     = jobspec.DefaultMinSize
+	DefaultPartSize    = jobspec.DefaultPartSize
+	DefaultConcurrency = jobspec.DefaultConcurrency
+	DefaultDialTimeout = jobspec.DefaultDialTimeout
 	// MinPartSize is S3's minimum multipart part size.
 	MinPartSize = 5 << 20
 )
@@ -77,25 +76,7 @@ type BackupOptions struct {
 }
 
 // BackupResult is the backup's termination message.
-type BackupResult struct {
-	Key              string  `json:"key"`
-	ObjectKey        string  `json:"objectKey"`
-	Bucket           string  `json:"bucket"`
-	Size             int64   `json:"size"`
-	SHA256           string  `json:"sha256"`
-	S3ChecksumSHA256 string  `json:"s3ChecksumSHA256,omitempty"`
-	Parts            int     `json:"parts"`
-	Revision         int64   `json:"revision"`
-	EtcdVersion      string  `json:"etcdVersion"`
-	StorageVersion   string  `json:"storageVersion"`
-	Endpoint         string  `json:"endpoint"`
-	DurationSeconds  float64 `json:"durationSeconds"`
-	Lifecycle        string  `json:"lifecycle"`
-	LifecycleError   string  `json:"lifecycleError,omitempty"`
-	// Pruned is how many expired snapshots the retention fallback deleted (Lifecycle "pruned").
-	Pruned   int    `json:"pruned,omitempty"`
-	TagError string `json:"tagError,omitempty"`
-}
+type BackupResult = jobspec.Result
 
 func (o *BackupOptions) defaults() {
 	if o.MinSize == 0 {
@@ -148,7 +129,7 @@ func Backup(ctx context.Context, o BackupOptions) (*BackupResult, error) {
 	}
 	start := time.Now()
 	key := v1alpha1.SnapshotKey(o.Cluster, o.Now())
-	res := &BackupResult{Key: key, ObjectKey: o.Location.ObjectKey(key), Bucket: o.Location.Bucket}
+	res := &BackupResult{Command: jobspec.CommandBackup, Key: key, ObjectKey: o.Location.ObjectKey(key), Bucket: o.Location.Bucket}
 	log := o.Logger.With("key", key, "bucket", o.Location.Bucket)
 
 	cli, endpoint, status, err := connectEtcd(ctx, o)

@@ -131,21 +131,21 @@ func TestVerifier(t *testing.T) {
 
 	tests := []struct {
 		name     string
-		info     objectInfo
+		info     ObjectInfo
 		data     []byte
 		wantCode ExitCode
 	}{
-		{"full checksum", objectInfo{Size: int64(len(obj)), Checksum: s3Checksum{Digest: b64sum(obj)}, HasChecksum: true, TagSHA256: hex.EncodeToString(whole[:])}, obj, ExitSucceeded},
-		{"composite checksum", objectInfo{Size: int64(len(obj)), Checksum: comp, HasChecksum: true, PartSize: partSize}, obj, ExitSucceeded},
-		{"no S3 checksum", objectInfo{Size: int64(len(obj))}, obj, ExitSucceeded},
-		{"flipped byte", objectInfo{Size: int64(len(obj))}, flipped, ExitIntegrity},
-		{"flipped byte, fresh S3 checksum", objectInfo{Size: int64(len(flipped)), Checksum: s3Checksum{Digest: b64sum(flipped)}, HasChecksum: true}, flipped, ExitIntegrity},
-		{"checksum mismatch", objectInfo{Size: int64(len(obj)), Checksum: s3Checksum{Digest: b64sum(db)}, HasChecksum: true}, obj, ExitIntegrity},
-		{"composite mismatch", objectInfo{Size: int64(len(obj)), Checksum: s3Checksum{Digest: comp.Digest, Parts: 3}, HasChecksum: true, PartSize: 2000}, obj, ExitIntegrity},
-		{"composite and tag: the tag is checked", objectInfo{Size: int64(len(obj)), Checksum: comp, HasChecksum: true, PartSize: partSize, TagSHA256: hex.EncodeToString(whole[:])}, obj, ExitSucceeded},
-		{"composite and tag, flipped byte", objectInfo{Size: int64(len(obj)), Checksum: comp, HasChecksum: true, PartSize: partSize, TagSHA256: hex.EncodeToString(whole[:])}, flipped, ExitIntegrity},
-		{"tag mismatch", objectInfo{Size: int64(len(obj)), TagSHA256: hex.EncodeToString(sum[:])}, obj, ExitIntegrity},
-		{"short read", objectInfo{Size: int64(len(obj))}, obj[:len(obj)-10], ExitIntegrity},
+		{"full checksum", ObjectInfo{Size: int64(len(obj)), Checksum: s3Checksum{Digest: b64sum(obj)}, HasChecksum: true, TagSHA256: hex.EncodeToString(whole[:])}, obj, ExitSucceeded},
+		{"composite checksum", ObjectInfo{Size: int64(len(obj)), Checksum: comp, HasChecksum: true, PartSize: partSize}, obj, ExitSucceeded},
+		{"no S3 checksum", ObjectInfo{Size: int64(len(obj))}, obj, ExitSucceeded},
+		{"flipped byte", ObjectInfo{Size: int64(len(obj))}, flipped, ExitIntegrity},
+		{"flipped byte, fresh S3 checksum", ObjectInfo{Size: int64(len(flipped)), Checksum: s3Checksum{Digest: b64sum(flipped)}, HasChecksum: true}, flipped, ExitIntegrity},
+		{"checksum mismatch", ObjectInfo{Size: int64(len(obj)), Checksum: s3Checksum{Digest: b64sum(db)}, HasChecksum: true}, obj, ExitIntegrity},
+		{"composite mismatch", ObjectInfo{Size: int64(len(obj)), Checksum: s3Checksum{Digest: comp.Digest, Parts: 3}, HasChecksum: true, PartSize: 2000}, obj, ExitIntegrity},
+		{"composite and tag: the tag is checked", ObjectInfo{Size: int64(len(obj)), Checksum: comp, HasChecksum: true, PartSize: partSize, TagSHA256: hex.EncodeToString(whole[:])}, obj, ExitSucceeded},
+		{"composite and tag, flipped byte", ObjectInfo{Size: int64(len(obj)), Checksum: comp, HasChecksum: true, PartSize: partSize, TagSHA256: hex.EncodeToString(whole[:])}, flipped, ExitIntegrity},
+		{"tag mismatch", ObjectInfo{Size: int64(len(obj)), TagSHA256: hex.EncodeToString(sum[:])}, obj, ExitIntegrity},
+		{"short read", ObjectInfo{Size: int64(len(obj))}, obj[:len(obj)-10], ExitIntegrity},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -181,7 +181,7 @@ func TestVerifierCopy(t *testing.T) {
 	ph.Write(obj)
 	comp, _ := ph.composite()
 	// No tag, so the composite's part hashes run (in the second goroutine).
-	info := objectInfo{Size: int64(len(obj)), Checksum: comp, HasChecksum: true, PartSize: partSize}
+	info := ObjectInfo{Size: int64(len(obj)), Checksum: comp, HasChecksum: true, PartSize: partSize}
 
 	var out bytes.Buffer
 	v := newVerifier(&info)

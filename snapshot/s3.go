@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -17,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"kube-dc.com/etcd-backup/jobspec"
 )
 
 // Environment variables holding the S3 credentials; the only place credentials come from.
@@ -27,45 +28,10 @@ const (
 )
 
 // DefaultRegion is the signing region when none is given.
-const DefaultRegion = "us-east-1"
+const DefaultRegion = jobspec.DefaultRegion
 
-// S3Location is where snapshots live: the endpoint, the bucket and the optional key prefix from
-// destinationPath s3://bucket/prefix.
-type S3Location struct {
-	// Endpoint is the S3 endpoint URL; path-style addressing is always used.
-	Endpoint string
-	// Bucket is the bucket name.
-	Bucket string
-	// Prefix is the key prefix without leading or trailing slashes; may be empty.
-	Prefix string
-	// Region is the signing region; DefaultRegion when empty.
-	Region string
-}
-
-// ObjectKey is the object key of snapshot key (C/C-<ts>.db): prefix + "/" + key, or key itself
-// without a prefix.
-func (l S3Location) ObjectKey(key string) string {
-	p := strings.Trim(l.Prefix, "/")
-	if p == "" {
-		return key
-	}
-	return p + "/" + key
-}
-
-// Validate checks the location is usable.
-func (l S3Location) Validate() error {
-	if l.Endpoint == "" {
-		return errorf(ExitUsage, "--s3-endpoint is required")
-	}
-	u, err := url.Parse(l.Endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return errorf(ExitUsage, "--s3-endpoint %q is not an http(s) URL", l.Endpoint)
-	}
-	if l.Bucket == "" {
-		return errorf(ExitUsage, "--bucket is required")
-	}
-	return nil
-}
+// S3Location is where snapshots live (jobspec.S3Location).
+type S3Location = jobspec.S3Location
 
 // Credentials are the static S3 credentials.
 type Credentials struct {

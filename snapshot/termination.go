@@ -5,24 +5,19 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"kube-dc.com/etcd-backup/jobspec"
 )
 
 // maxErrorLen keeps a failure's termination message well under Kubernetes' 4096 bytes.
 const maxErrorLen = 3000
 
 // DefaultTerminationMessagePath is Kubernetes' default terminationMessagePath.
-const DefaultTerminationMessagePath = "/dev/termination-log"
+const DefaultTerminationMessagePath = jobspec.DefaultTerminationMessagePath
 
-// Failure is the termination message of a failed subcommand.
-type Failure struct {
-	Error     string `json:"error"`
-	Reason    string `json:"reason"`
-	ExitCode  int    `json:"exitCode"`
-	Key       string `json:"key,omitempty"`
-	ObjectKey string `json:"objectKey,omitempty"`
-	Bucket    string `json:"bucket,omitempty"`
-	DataDir   string `json:"dataDir,omitempty"`
-}
+// Failure is the termination message of a failed subcommand (a jobspec.Result with Error,
+// Reason and ExitCode).
+type Failure = jobspec.Result
 
 // NewFailure describes err for the termination message.
 func NewFailure(err error) Failure {
@@ -49,7 +44,7 @@ func WriteTerminationMessage(path string, v any) error {
 // Finish ends a subcommand: on success it writes result as the termination message; on failure
 // it prints err as one line on stderr and writes a Failure (completed by fill) instead. It
 // returns the process exit code.
-func Finish(stderr io.Writer, terminationPath string, result any, err error, fill func(*Failure)) int {
+func Finish(stderr io.Writer, terminationPath string, result *jobspec.Result, err error, fill func(*Failure)) int {
 	if err == nil {
 		if werr := WriteTerminationMessage(terminationPath, result); werr != nil {
 			fmt.Fprintf(stderr, "warning: failed to write the termination message to %s: %v\n", terminationPath, werr)

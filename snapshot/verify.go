@@ -21,6 +21,7 @@ import (
 	"github.com/aws/smithy-go/middleware"
 
 	"kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/jobspec"
 )
 
 // VerifyOptions configure Verify.
@@ -34,41 +35,28 @@ type VerifyOptions struct {
 	Logger      *slog.Logger
 }
 
-// VerifyResult is verify's termination message.
-type VerifyResult struct {
-	Key             string  `json:"key"`
-	ObjectKey       string  `json:"objectKey"`
-	Bucket          string  `json:"bucket"`
-	Size            int64   `json:"size"`
-	SHA256          string  `json:"sha256"`
-	S3Checksum      string  `json:"s3Checksum"`
-	Revision        int64   `json:"revision"`
-	EtcdVersion     string  `json:"etcdVersion"`
-	DurationSeconds float64 `json:"durationSeconds"`
-}
-
 // Verify downloads the snapshot as a stream and runs every integrity check Restore runs,
 // writing nothing to disk.
-func Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, error) {
+func Verify(ctx context.Context, o VerifyOptions) (*jobspec.Result, error) {
 	start := time.Now()
-	if err := checkKey(o.Key, o.Cluster); err != nil {
+	if err := CheckKey(o.Key, o.Cluster); err != nil {
 		return nil, err
 	}
 	if err := o.Location.Validate(); err != nil {
 		return nil, err
 	}
-	res := &VerifyResult{Key: o.Key, ObjectKey: o.Location.ObjectKey(o.Key), Bucket: o.Location.Bucket}
+	res := &jobspec.Result{Command: jobspec.CommandVerify, Key: o.Key, ObjectKey: o.Location.ObjectKey(o.Key), Bucket: o.Location.Bucket}
 	c := NewS3Client(o.Location, o.Credentials)
-	info, body, err := openObject(ctx, c, o.Location, res.ObjectKey)
+	info, body, err := OpenObject(ctx, c, o.Location, res.ObjectKey)
 	if err != nil {
 		return res, err
 	}
 	defer body.Close()
-	sum, err := download(o.Location, info, body, io.Discard)
+	sum, err := Download(o.Location, info, body, io.Discard)
 	if err != nil {
 		return res, err
 	}
-	res.Size, res.SHA256, res.S3Checksum = info.Size, sum, info.checksumState()
+	res.Size, res.SHA256, res.S3Checksum = info.Size, sum, info.ChecksumState()
 	res.Revision, res.EtcdVersion = info.Revision, info.EtcdVersion
 	res.DurationSeconds = time.Since(start).Seconds()
 	if o.Logger != nil {
@@ -77,8 +65,8 @@ func Verify(ctx context.Context, o VerifyOptions) (*VerifyResult, error) {
 	return res, nil
 }
 
-// checkKey validates a snapshot key and, when cluster is set, that it belongs to cluster.
-func checkKey(key, cluster string) error {
+// CheckKey validates a snapshot key and, when cluster is set, that it belongs to cluster.
+func CheckKey(key, cluster string) error {
 	if key == "" {
 		return errorf(ExitUsage, "--key is required")
 	}
@@ -88,8 +76,8 @@ func checkKey(key, cluster string) error {
 	return nil
 }
 
-// objectInfo is what statObject learns about a snapshot object before downloading it.
-type objectInfo struct {
+// ObjectInfo is what statObject learns about a snapshot object before downloading it.
+type ObjectInfo struct {
 	ObjectKey   string
 	Size        int64
 	Checksum    s3Checksum
@@ -100,7 +88,7 @@ type objectInfo struct {
 	EtcdVersion string
 }
 
-func (i *objectInfo) checksumState() string {
+func (i *ObjectInfo) ChecksumState() string {
 	if !i.HasChecksum {
 		return "absent"
 	}
@@ -109,7 +97,7 @@ func (i *objectInfo) checksumState() string {
 
 // statObject reads the object's size, checksum, metadata and sha256 tag without downloading it
 // (HEAD and the tags, in parallel).
-func statObject(ctx context.Context, c *s3.Client, loc S3Location, objectKey string) (*objectInfo, error) {
+func statObject(ctx context.Context, c *s3.Client, loc S3Location, objectKey string) (*ObjectInfo, error) {
 	tags := readTags(ctx, c, loc, objectKey)
 	head, err := c.HeadObject(ctx, &s3.HeadObjectInput{
 		Bucket:       aws.String(loc.Bucket),
@@ -122,10 +110,10 @@ func statObject(ctx context.Context, c *s3.Client, loc S3Location, objectKey str
 	return newObjectInfo(loc, objectKey, aws.ToInt64(head.ContentLength), aws.ToString(head.ChecksumSHA256), head.Metadata, tags)
 }
 
-// openObject starts the download of the object: one GET, whose headers carry everything HEAD
+// OpenObject starts the download of the object: one GET, whose headers carry everything HEAD
 // would (size, checksum, metadata), with the tags read in parallel. The caller reads and closes
 // body, which newObjectInfo's checks have passed.
-func openObject(ctx context.Context, c *s3.Client, loc S3Location, objectKey string) (*objectInfo, io.ReadCloser, error) {
+func OpenObject(ctx context.Context, c *s3.Client, loc S3Location, objectKey string) (*ObjectInfo, io.ReadCloser, error) {
 	tags := readTags(ctx, c, loc, objectKey)
 	out, err := c.GetObject(ctx, &s3.GetObjectInput{
 		Bucket:       aws.String(loc.Bucket),
@@ -190,10 +178,10 @@ func readTags(ctx context.Context, c *s3.Client, loc S3Location, objectKey strin
 }
 
 // newObjectInfo checks what S3 said about a snapshot object (the headers of a HEAD or a GET, and
-// the tags from tagsc) and returns it as an objectInfo.
-func newObjectInfo(loc S3Location, objectKey string, size int64, checksum string, meta map[string]string, tagsc <-chan tagging) (*objectInfo, error) {
+// the tags from tagsc) and returns it as an ObjectInfo.
+func newObjectInfo(loc S3Location, objectKey string, size int64, checksum string, meta map[string]string, tagsc <-chan tagging) (*ObjectInfo, error) {
 	tags := <-tagsc
-	info := &objectInfo{ObjectKey: objectKey, Size: size}
+	info := &ObjectInfo{ObjectKey: objectKey, Size: size}
 	var err error
 	if info.Checksum, info.HasChecksum, err = parseS3Checksum(checksum); err != nil {
 		return nil, errorf(ExitIntegrity, "s3://%s/%s has a malformed checksum: %w; the object is not a snapshot of this tool or is damaged", loc.Bucket, objectKey, err)
@@ -226,17 +214,17 @@ func newObjectInfo(loc S3Location, objectKey string, size int64, checksum string
 	return info, nil
 }
 
-// download streams body, the object info describes, into w while checking, in order: the byte
+// Download streams body, the object info describes, into w while checking, in order: the byte
 // count, etcd's appended hash, the S3 checksum (full-object or composite) and the sha256 tag. It
 // returns the hex SHA-256 of the object. w's errors are classified as local I/O errors (a full
 // disk).
-func download(loc S3Location, info *objectInfo, body io.Reader, w io.Writer) (string, error) {
+func Download(loc S3Location, info *ObjectInfo, body io.Reader, w io.Writer) (string, error) {
 	obj := fmt.Sprintf("s3://%s/%s", loc.Bucket, info.ObjectKey)
 	v := newVerifier(info)
 	n, werr, err := v.copy(w, body)
 	if err != nil {
 		if werr != nil {
-			return "", localIOError("write the downloaded snapshot", obj, werr)
+			return "", LocalIOError("write the downloaded snapshot", obj, werr)
 		}
 		return "", errorf(ExitS3Unreachable, "download of %s broke after %d of %d bytes: %w; check the S3 endpoint %s and retry", obj, n, info.Size, err, loc.Endpoint)
 	}
@@ -328,7 +316,7 @@ func (v *verifier) copy(w io.Writer, r io.Reader) (n int64, werr, err error) {
 // verifier hashes an object as it streams by: one SHA-256 pass for the whole object (whose Sum
 // at the database boundary is etcd's hash) plus the per-part hashes of a composite checksum.
 type verifier struct {
-	info    *objectInfo
+	info    *ObjectInfo
 	n       int64
 	whole   hash.Hash
 	dbSum   []byte
@@ -341,7 +329,7 @@ type verifier struct {
 // whole stream (cross-checked at upload against the same composite, docs/jobs.md), and the
 // whole-object hash that yields etcd's hash checks it for free, so recomputing the composite as
 // well would be a second SHA-256 pass over the same bytes that can catch nothing the tag does not.
-func newVerifier(info *objectInfo) *verifier {
+func newVerifier(info *ObjectInfo) *verifier {
 	v := &verifier{info: info, whole: sha256.New()}
 	if info.HasChecksum && info.Checksum.Parts > 0 && info.TagSHA256 == "" {
 		v.parts = newPartHasher(info.PartSize)

@@ -7,32 +7,18 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime/debug"
-	"strings"
 
-	"kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/jobspec"
 	"kube-dc.com/etcd-backup/snapshot"
 )
 
 // runBackup is the backup subcommand: stream an etcd snapshot to S3 (docs/jobs.md).
 func runBackup(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
-	var o snapshot.BackupOptions
-	var endpoints, termPath string
-	var retention int
-	fs.StringVar(&o.Cluster, "cluster", "", "tenant cluster name C; the key is C/C-<ts>.db")
-	fs.StringVar(&endpoints, "endpoints", "", "comma-separated etcd client URLs (https://...:2379)")
-	fs.StringVar(&o.CACert, "cacert", filepath.Join(v1alpha1.EtcdCertsMountPath, v1alpha1.EtcdCertsCAKey), "etcd CA bundle")
-	fs.StringVar(&o.Cert, "cert", filepath.Join(v1alpha1.EtcdCertsMountPath, v1alpha1.EtcdCertsCertKey), "etcd client certificate")
-	fs.StringVar(&o.Key, "key", filepath.Join(v1alpha1.EtcdCertsMountPath, v1alpha1.EtcdCertsKeyKey), "etcd client key")
-	fs.DurationVar(&o.DialTimeout, "dial-timeout", snapshot.DefaultDialTimeout, "etcd connection timeout")
-	fs.IntVar(&retention, "retention-days", 7, "lifecycle expiration of the cluster's prefix in days; 0 leaves lifecycle rules alone")
-	fs.Int64Var(&o.MinSize, "min-size", snapshot.DefaultMinSize, "smallest acceptable snapshot in bytes; smaller exits 2 and uploads nothing")
-	fs.Int64Var(&o.PartSize, "part-size", snapshot.DefaultPartSize, "multipart part size in bytes (>= 5 MiB)")
-	fs.IntVar(&o.Concurrency, "concurrency", snapshot.DefaultConcurrency, "parts uploaded in parallel")
-	s3Flags(fs, &o.Location)
-	fs.StringVar(&termPath, "termination-message-path", snapshot.DefaultTerminationMessagePath, "where to write the one-line JSON result")
+	var a jobspec.Backup
+	a.Bind(fs)
+	termPath := bindTerminationPath(fs)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
@@ -41,10 +27,12 @@ func runBackup(ctx context.Context, args []string) int {
 		// from letting the heap grow to twice that (docs/benchmarks.md).
 		debug.SetMemoryLimit(backupMemoryLimit)
 	}
-	o.Endpoints = splitList(endpoints)
-	o.RetentionDays = int32(retention)
-	o.Logger = newLogger(os.Stdout)
-	res, err := func() (*snapshot.BackupResult, error) {
+	o := snapshot.BackupOptions{
+		Cluster: a.Cluster, Endpoints: a.Endpoints, CACert: a.CACert, Cert: a.Cert, Key: a.Key, DialTimeout: a.DialTimeout,
+		Location: a.Location, RetentionDays: int32(a.RetentionDays), MinSize: a.MinSize, PartSize: a.PartSize, Concurrency: a.Concurrency,
+		Logger: newLogger(os.Stdout),
+	}
+	res, err := func() (*jobspec.Result, error) {
 		cred, err := snapshot.CredentialsFromEnv()
 		if err != nil {
 			return nil, err
@@ -52,7 +40,7 @@ func runBackup(ctx context.Context, args []string) int {
 		o.Credentials = cred
 		return snapshot.Backup(ctx, o)
 	}()
-	return snapshot.Finish(os.Stderr, termPath, res, err, func(f *snapshot.Failure) {
+	return snapshot.Finish(os.Stderr, *termPath, res, err, func(f *snapshot.Failure) {
 		f.Bucket = o.Location.Bucket
 		if res != nil {
 			f.Key, f.ObjectKey = res.Key, res.ObjectKey
@@ -63,12 +51,9 @@ func runBackup(ctx context.Context, args []string) int {
 // backupMemoryLimit is the backup process's soft memory limit (GOMEMLIMIT overrides it).
 const backupMemoryLimit = 32 << 20
 
-// s3Flags registers the S3 location flags every data-path subcommand shares.
-func s3Flags(fs *flag.FlagSet, loc *snapshot.S3Location) {
-	fs.StringVar(&loc.Endpoint, "s3-endpoint", "", "S3 endpoint URL (path-style addressing)")
-	fs.StringVar(&loc.Bucket, "bucket", "", "bucket of the snapshots")
-	fs.StringVar(&loc.Prefix, "prefix", "", "key prefix from destinationPath s3://bucket/prefix")
-	fs.StringVar(&loc.Region, "region", snapshot.DefaultRegion, "S3 signing region")
+// bindTerminationPath registers --termination-message-path, which every subcommand has.
+func bindTerminationPath(fs *flag.FlagSet) *string {
+	return fs.String("termination-message-path", snapshot.DefaultTerminationMessagePath, "where to write the one-line JSON result")
 }
 
 // parseFlags parses args; done is true when the caller must return code (help or a usage error).
@@ -89,17 +74,6 @@ func parseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
 		return int(snapshot.ExitUsage), true
 	}
 	return 0, false
-}
-
-// splitList splits a comma-separated flag value, dropping empty elements.
-func splitList(s string) []string {
-	var out []string
-	for _, e := range strings.Split(s, ",") {
-		if e = strings.TrimSpace(e); e != "" {
-			out = append(out, e)
-		}
-	}
-	return out
 }
 
 // newLogger logs progress to w (stdout); stderr is kept for the one-line failure.

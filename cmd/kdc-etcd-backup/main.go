@@ -17,60 +17,25 @@ import (
 	"sort"
 	"syscall"
 
-	// First of this binary's packages to initialize: the collector waits for main.
-	"kube-dc.com/etcd-backup/cmd/kdc-etcd-backup/internal/initgc"
 	"kube-dc.com/etcd-backup/version"
 )
 
 type subcommand struct {
 	summary string
 	run     func(ctx context.Context, args []string) int
-	// smallHeap: the heap stays a few MiB whatever the snapshot's size, so the collector stays
-	// off after the package inits (collector).
-	smallHeap bool
-	// gcPercent, when set, is the collector's GOGC after the package inits.
-	gcPercent int
 }
 
 var subcommands = map[string]subcommand{
-	// The manager's heap is its informer caches; a lower GOGC bounds the garbage on top of them
-	// (docs/benchmarks.md, "Backup controller").
-	"manager":  {"run the admission webhook and the controller", runManager, false, 50},
-	"backup":   {"stream an etcd snapshot to S3 (the backup CronJob's Jobs)", runBackup, false, 0},
-	"restore":  {"restore a snapshot into the etcd data directory (the restore Job)", runRestore, true, 0},
-	"verify":   {"download a snapshot and check it, touching no data (restore pre-flight)", runVerify, true, 0},
-	"rollback": {"swap the previous etcd data directory back after a failed restore", runRollback, true, 0},
+	"manager":  {"run the admission webhook and the controller", runManager},
+	"backup":   {"stream an etcd snapshot to S3 (the backup CronJob's Jobs)", runBackup},
+	"restore":  {"restore a snapshot into the etcd data directory (the restore Job)", runRestore},
+	"verify":   {"download a snapshot and check it, touching no data (restore pre-flight)", runVerify},
+	"rollback": {"swap the previous etcd data directory back after a failed restore", runRollback},
 }
 
 func main() {
-	collector(os.Args[1:])
 	os.Exit(dispatch(os.Args[1:]))
 }
-
-// collector turns the garbage collector back on after the package inits (initgc), except for
-// the subcommands with a small heap: restore and verify stream through four 1 MiB buffers into
-// files and etcdutl (a 200 MB restore allocates 6 MiB in all), rollback renames directories. For
-// them a collection is work that frees nothing a Job needs back, so the collector stays off with
-// a soft memory limit of shortJobMemoryLimit as the safety net (GOGC or GOMEMLIMIT in the
-// environment take precedence).
-func collector(args []string) {
-	var sc subcommand
-	if len(args) > 0 {
-		sc = subcommands[args[0]]
-	}
-	switch {
-	case sc.smallHeap:
-		initgc.KeepOff(shortJobMemoryLimit)
-	case sc.gcPercent != 0:
-		initgc.RestoreAt(sc.gcPercent)
-	default:
-		initgc.Restore()
-	}
-}
-
-// shortJobMemoryLimit is the soft memory limit of restore, verify and rollback: several times
-// what they allocate, and under the verify Job's 256 MiB limit.
-const shortJobMemoryLimit = 64 << 20
 
 func dispatch(args []string) int {
 	if len(args) == 0 {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 
+	"kube-dc.com/etcd-backup/jobspec"
 	"kube-dc.com/etcd-backup/snapshot"
 )
 
@@ -12,17 +13,14 @@ import (
 // directory (docs/jobs.md).
 func runVerify(ctx context.Context, args []string) int {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
-	var o snapshot.VerifyOptions
-	var termPath string
-	fs.StringVar(&o.Key, "key", "", "snapshot key C/C-<ts>.db (without the prefix)")
-	fs.StringVar(&o.Cluster, "cluster", "", "when set, the key must belong to this cluster")
-	s3Flags(fs, &o.Location)
-	fs.StringVar(&termPath, "termination-message-path", snapshot.DefaultTerminationMessagePath, "where to write the one-line JSON result")
+	var a jobspec.Verify
+	a.Bind(fs)
+	termPath := bindTerminationPath(fs)
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	o.Logger = newLogger(os.Stdout)
-	res, err := func() (*snapshot.VerifyResult, error) {
+	o := snapshot.VerifyOptions{Key: a.Key, Cluster: a.Cluster, Location: a.Location, Logger: newLogger(os.Stdout)}
+	res, err := func() (*jobspec.Result, error) {
 		cred, err := snapshot.CredentialsFromEnv()
 		if err != nil {
 			return nil, err
@@ -30,7 +28,7 @@ func runVerify(ctx context.Context, args []string) int {
 		o.Credentials = cred
 		return snapshot.Verify(ctx, o)
 	}()
-	return snapshot.Finish(os.Stderr, termPath, res, err, func(f *snapshot.Failure) {
+	return snapshot.Finish(os.Stderr, *termPath, res, err, func(f *snapshot.Failure) {
 		f.Key, f.Bucket, f.ObjectKey = o.Key, o.Location.Bucket, o.Location.ObjectKey(o.Key)
 	})
 }

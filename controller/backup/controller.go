@@ -33,6 +33,7 @@ import (
 
 	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/jobspec"
 )
 
 const (
@@ -441,14 +442,14 @@ func recordBackupSuccess(c *kdcv1alpha1.KdcCluster, res backupJobResult, loc bac
 	}
 	c.Status.LatestBackupKey = t.Key
 	if t.Bucket != "" {
-		got := backupS3Location{Bucket: t.Bucket}
+		got := jobspec.S3Location{Bucket: t.Bucket}
 		if t.ObjectKey != "" && t.Key != "" {
 			got.Prefix = strings.Trim(strings.TrimSuffix(t.ObjectKey, t.Key), "/")
 		} else {
 			got.Prefix = loc.Prefix
 		}
 		c.Status.BackupBucket = got.Bucket
-		c.Status.BackupDestinationPath = backupDestinationPath(got)
+		c.Status.BackupDestinationPath = got.DestinationPath()
 	}
 }
 

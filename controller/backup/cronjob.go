@@ -1,9 +1,6 @@
 package backup
 
 import (
-	"strconv"
-	"strings"
-
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -37,17 +34,9 @@ const (
 	backupContainerName = "backup"
 	// backupCertsVolumeName is the volume of the DS-etcd-certs Secret.
 	backupCertsVolumeName = "etcd-certs"
-	// backupBinary is the entrypoint of the manager's image (docs/jobs.md).
-	backupBinary = "/kdc-etcd-backup"
-	// backupSubcommand is the data-path subcommand the Job runs.
-	backupSubcommand = "backup"
 	// backupEtcdClientPort is etcd's client port when the StatefulSet names none.
 	backupEtcdClientPort int32 = 2379
 )
-
-// backupNonRetryableExitCodes are the backup exit codes a retry cannot fix (docs/jobs.md:
-// Usage, BucketMissing, AccessDenied): the pod failure policy fails the Job at once.
-var backupNonRetryableExitCodes = []int32{3, 5, 6}
 
 // backupInputs is everything the CronJob depends on besides the KdcCluster itself, resolved by
 // the reconciler from the ObjectBucketClaim, its ConfigMap, the etcd StatefulSet and the flags.
@@ -78,23 +67,8 @@ func backupLabels(c *kdcv1alpha1.KdcCluster) map[string]string {
 // backupArgs are the arguments of `kdc-etcd-backup backup` (docs/jobs.md). The etcd TLS flags
 // keep their defaults: the files of DS-etcd-certs mounted at EtcdCertsMountPath.
 func backupArgs(c *kdcv1alpha1.KdcCluster, in backupInputs) []string {
-	args := []string{
-		backupSubcommand,
-		"--cluster=" + c.Name,
-		"--endpoints=" + strings.Join(in.EtcdEndpoints, ","),
-		"--s3-endpoint=" + in.S3Endpoint,
-		"--bucket=" + in.Bucket,
-	}
-	if in.Prefix != "" {
-		args = append(args, "--prefix="+in.Prefix)
-	}
-	if in.Region != "" {
-		args = append(args, "--region="+in.Region)
-	}
-	if d := c.Spec.Backup.RetentionDays; d > 0 {
-		args = append(args, "--retention-days="+strconv.Itoa(int(d)))
-	}
-	return args
+	return jobspec.Backup{Cluster: c.Name, Endpoints: in.EtcdEndpoints, RetentionDays: int(c.Spec.Backup.RetentionDays),
+		Location: jobspec.S3Location{Endpoint: in.S3Endpoint, Bucket: in.Bucket, Prefix: in.Prefix, Region: in.Region}}.Args()
 }
 
 // buildBackupCronJob returns the CronJob C-etcd-backup exactly as the KdcCluster and the resolved
@@ -111,7 +85,7 @@ func buildBackupCronJob(c *kdcv1alpha1.KdcCluster, in backupInputs) *batchv1.Cro
 		Containers: []corev1.Container{{
 			Name:    backupContainerName,
 			Image:   in.Image,
-			Command: []string{backupBinary},
+			Command: []string{jobspec.Binary},
 			Args:    backupArgs(c, in),
 			Env:     jobspec.S3CredentialEnv(in.CredentialSecret),
 			VolumeMounts: []corev1.VolumeMount{{
@@ -173,7 +147,7 @@ func buildBackupCronJob(c *kdcv1alpha1.KdcCluster, in backupInputs) *batchv1.Cro
 							OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{
 								ContainerName: ptr.To(backupContainerName),
 								Operator:      batchv1.PodFailurePolicyOnExitCodesOpIn,
-								Values:        backupNonRetryableExitCodes,
+								Values:        jobspec.NonRetriable(jobspec.CommandBackup),
 							},
 						},
 						{

@@ -14,6 +14,7 @@ import (
 
 	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/jobspec"
 )
 
 // backupTestCluster is a KdcCluster fixture; mutate adjusts it.
@@ -243,8 +244,7 @@ func TestResolveBackupS3Location(t *testing.T) {
 	}{
 		"Rook ConfigMap": {
 			cluster: backupTestCluster(), obc: obc, cm: cm(rook), def: "http://default",
-			want: backupS3Location{Endpoint: "http://rgw.rook-ceph.svc:8080", Bucket: "rook-bucket", Region: "us-east-1",
-				EndpointSource: "ConfigMap team-a/managed-k8s-backups"},
+			want: backupS3Location{S3Location: jobspec.S3Location{Endpoint: "http://rgw.rook-ceph.svc:8080", Bucket: "rook-bucket", Region: "us-east-1"}, EndpointSource: "ConfigMap team-a/managed-k8s-backups"},
 		},
 		"destinationPath and s3Endpoint override the claim": {
 			cluster: backupTestCluster(func(c *kdcv1alpha1.KdcCluster) {
@@ -252,21 +252,19 @@ func TestResolveBackupS3Location(t *testing.T) {
 				c.Spec.Backup.S3Endpoint = "https://s3.example.com"
 			}),
 			obc: obc, cm: cm(rook), def: "http://default",
-			want: backupS3Location{Endpoint: "https://s3.example.com", Bucket: "other", Prefix: "tenants/x", Region: "us-east-1",
-				EndpointSource: "spec.backup.s3Endpoint"},
+			want: backupS3Location{S3Location: jobspec.S3Location{Endpoint: "https://s3.example.com", Bucket: "other", Prefix: "tenants/x", Region: "us-east-1"}, EndpointSource: "spec.backup.s3Endpoint"},
 		},
 		"no ConfigMap: OBC bucket name and the manager's endpoint": {
 			cluster: backupTestCluster(), obc: obc, def: "http://default",
-			want: backupS3Location{Endpoint: "http://default", Bucket: "from-obc", EndpointSource: "the manager's --s3-endpoint"},
+			want: backupS3Location{S3Location: jobspec.S3Location{Endpoint: "http://default", Bucket: "from-obc"}, EndpointSource: "the manager's --s3-endpoint"},
 		},
 		"nothing named: default bucket": {
 			cluster: backupTestCluster(), obc: &obcv1alpha1.ObjectBucketClaim{}, cm: cm(map[string]string{"BUCKET_HOST": "s3.example.com", "BUCKET_PORT": "443"}),
-			want: backupS3Location{Endpoint: "https://s3.example.com", Bucket: "team-a-managed-k8s-backups",
-				EndpointSource: "ConfigMap team-a/managed-k8s-backups"},
+			want: backupS3Location{S3Location: jobspec.S3Location{Endpoint: "https://s3.example.com", Bucket: "team-a-managed-k8s-backups"}, EndpointSource: "ConfigMap team-a/managed-k8s-backups"},
 		},
 		"no endpoint anywhere": {
 			cluster: backupTestCluster(), obc: obc,
-			want:    backupS3Location{Bucket: "from-obc"},
+			want:    backupS3Location{S3Location: jobspec.S3Location{Bucket: "from-obc"}},
 			wantErr: errNoS3Endpoint,
 		},
 	}

@@ -1,7 +1,6 @@
 package backup
 
 import (
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -16,35 +15,18 @@ import (
 )
 
 // backupTermination is the one-line JSON a backup container writes to its termination message
-// (docs/jobs.md, "Termination message"): the success fields, or on failure error/reason/exitCode.
-// The controller reads only this contract, not the data-path package.
-type backupTermination struct {
-	Key             string  `json:"key"`
-	ObjectKey       string  `json:"objectKey"`
-	Bucket          string  `json:"bucket"`
-	Size            int64   `json:"size"`
-	SHA256          string  `json:"sha256"`
-	Revision        int64   `json:"revision"`
-	EtcdVersion     string  `json:"etcdVersion"`
-	DurationSeconds float64 `json:"durationSeconds"`
-	Lifecycle       string  `json:"lifecycle"`
-	LifecycleError  string  `json:"lifecycleError"`
-	Pruned          int     `json:"pruned"`
-
-	Error    string `json:"error"`
-	Reason   string `json:"reason"`
-	ExitCode int    `json:"exitCode"`
-}
+// (docs/jobs.md).
+type backupTermination = jobspec.Result
 
 // Exit codes of the backup subcommand the status logic tells apart (docs/jobs.md).
 const (
-	backupExitSnapshotTooSmall = 2
-	backupExitUsage            = 3
-	backupExitBucketMissing    = 5
-	backupExitAccessDenied     = 6
-	backupExitS3Unreachable    = 7
-	backupExitEtcdUnavailable  = 8
-	backupExitIntegrity        = 9
+	backupExitSnapshotTooSmall = int(jobspec.ExitSnapshotTooSmall)
+	backupExitUsage            = int(jobspec.ExitUsage)
+	backupExitBucketMissing    = int(jobspec.ExitBucketMissing)
+	backupExitAccessDenied     = int(jobspec.ExitAccessDenied)
+	backupExitS3Unreachable    = int(jobspec.ExitS3Unreachable)
+	backupExitEtcdUnavailable  = int(jobspec.ExitEtcdUnavailable)
+	backupExitIntegrity        = int(jobspec.ExitIntegrity)
 )
 
 // backupJobResult is what one finished backup Job tells: how it ended and, from its newest pod's
@@ -115,9 +97,8 @@ func backupJobResultFromPods(job *batchv1.Job, pods []corev1.Pod) backupJobResul
 	}
 	if _, t := jobspec.ResultContainer(pods, backupContainerName, ok); t != nil {
 		r.ExitCode = int(t.ExitCode)
-		var term backupTermination
 		if msg := strings.TrimSpace(t.Message); msg != "" {
-			if err := json.Unmarshal([]byte(msg), &term); err == nil {
+			if term, err := jobspec.ParseResult(msg); err == nil {
 				r.Termination = &term
 			} else {
 				r.RawMessage = msg

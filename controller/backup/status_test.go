@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/jobspec"
 )
 
 func mustTime(s string) time.Time {
@@ -112,7 +113,7 @@ func TestBackupJobResultFromPods(t *testing.T) {
 func TestComputeBackupReady(t *testing.T) {
 	now := mustTime("2025-01-07T12:00:00Z")
 	bc := backupContext{Namespace: "team-a", Cluster: "prod", DataStore: "ds1", CredentialSecret: "managed-k8s-backups",
-		Location:      backupS3Location{Endpoint: "http://rgw", Bucket: "b", EndpointSource: "the manager's --s3-endpoint"},
+		Location:      backupS3Location{S3Location: jobspec.S3Location{Endpoint: "http://rgw", Bucket: "b"}, EndpointSource: "the manager's --s3-endpoint"},
 		EtcdEndpoints: []string{"https://ds1-etcd-0.ds1-etcd.team-a.svc:2379"}}
 	last := metav1.NewTime(mustTime("2025-01-07T02:00:30Z"))
 	old := metav1.NewTime(mustTime("2025-01-04T02:00:30Z"))
@@ -186,13 +187,13 @@ func TestRecordBackupSuccess(t *testing.T) {
 		"prefix from the object key": {
 			res: backupJobResult{FinishedAt: at, Termination: &backupTermination{
 				Key: "prod/prod-20250107T020000Z.db", ObjectKey: "tenants/prod/prod-20250107T020000Z.db", Bucket: "shared"}},
-			loc: backupS3Location{Bucket: "shared", Prefix: "tenants"},
+			loc: backupS3Location{S3Location: jobspec.S3Location{Bucket: "shared", Prefix: "tenants"}},
 			want: kdcv1alpha1.KdcClusterStatus{LatestBackupKey: "prod/prod-20250107T020000Z.db", LatestBackupTime: &metav1.Time{Time: at},
 				BackupBucket: "shared", BackupDestinationPath: "s3://shared/tenants"},
 		},
 		"no termination message: time and planned location only": {
 			res:  backupJobResult{FinishedAt: at},
-			loc:  backupS3Location{Bucket: "b"},
+			loc:  backupS3Location{S3Location: jobspec.S3Location{Bucket: "b"}},
 			want: kdcv1alpha1.KdcClusterStatus{LatestBackupTime: &metav1.Time{Time: at}, BackupBucket: "b", BackupDestinationPath: "s3://b"},
 		},
 	}

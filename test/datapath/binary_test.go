@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"kube-dc.com/etcd-backup/jobspec"
 	"kube-dc.com/etcd-backup/snapshot"
 	"kube-dc.com/etcd-backup/test/framework"
 )
@@ -104,9 +105,14 @@ type runResult struct {
 // the helper.
 func (en *env) run(tb testing.TB, args ...string) runResult {
 	tb.Helper()
+	return en.runBinary(tb, binary(tb), args...)
+}
+
+// runBinary is run with the binary bin.
+func (en *env) runBinary(tb testing.TB, bin string, args ...string) runResult {
+	tb.Helper()
 	dir := tb.TempDir()
 	term, usageFile := filepath.Join(dir, "termination-log"), filepath.Join(dir, "rusage.json")
-	bin := binary(tb)
 	cmd := exec.Command(rusagePath, append([]string{"-o", usageFile, "--", bin}, append(args, "--termination-message-path", term)...)...)
 	cmd.Env = append(os.Environ(), snapshot.EnvAccessKeyID+"="+en.cred.AccessKeyID, snapshot.EnvSecretAccessKey+"="+en.cred.SecretAccessKey)
 	var stdout, stderr bytes.Buffer
@@ -192,7 +198,7 @@ func TestBinary(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("restore exited %d: %s", r.code, r.stderr)
 	}
-	if diff := cmp.Diff([]any{float64(rev), float64(rev), float64(snapshot.DefaultBumpRevision), float64(rev + snapshot.DefaultBumpRevision), e.DataDir + ".previous"},
+	if diff := cmp.Diff([]any{float64(rev), float64(rev), float64(jobspec.DefaultBumpRevision), float64(rev + jobspec.DefaultBumpRevision), e.DataDir + ".previous"},
 		[]any{r.term["revision"], r.term["revisionBefore"], r.term["bumpRevision"], r.term["restoredRevision"], r.term["previousDataDir"]}); diff != "" {
 		t.Errorf("restore termination message mismatch (-want +got):\n%s", diff)
 	}
@@ -208,41 +214,5 @@ func TestBinary(t *testing.T) {
 	rb2 := en.run(t, "rollback", "--data-dir", filepath.Join(t.TempDir(), "default.etcd"))
 	if diff := cmp.Diff([]int{0, int(snapshot.ExitNoPreviousGeneration)}, []int{rb.code, rb2.code}); diff != "" {
 		t.Errorf("rollback exit codes mismatch (-want +got):\n%s", diff)
-	}
-}
-
-// TestCollectorWaitsForMain checks the binary's start-up: its first package to initialize,
-// cmd/kdc-etcd-backup/internal/initgc, turns the garbage collector off until main, so the
-// package initializers of client-go, controller-runtime and etcd (about 4 MiB of allocations,
-// which started the collector's workers and ran it twice) cost no collection. It reads the
-// runtime's own traces of the initializers and of each collection.
-func TestCollectorWaitsForMain(t *testing.T) {
-	cmd := exec.Command(binary(t), "version")
-	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1,gctrace=1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("kdc-etcd-backup version: %v: %s", err, out)
-	}
-	order := map[string]int{}
-	for i, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		switch {
-		case len(f) > 1 && f[0] == "init":
-			order[f[1]] = i
-		case len(f) > 1 && f[0] == "gc" && f[1] == "1":
-			order["first collection"] = i
-		}
-	}
-	const initgc, heavy = "kube-dc.com/etcd-backup/cmd/kdc-etcd-backup/internal/initgc", "k8s.io/client-go/kubernetes/scheme"
-	for _, p := range []string{initgc, heavy, "main"} {
-		if _, ok := order[p]; !ok {
-			t.Fatalf("no init trace of %s in:\n%s", p, out)
-		}
-	}
-	if first, ok := order["first collection"]; ok && first < order["main"] {
-		t.Errorf("the collector ran before main (trace line %d, main's init on line %d)", first, order["main"])
-	}
-	if order[initgc] > order[heavy] {
-		t.Errorf("%s initialized after %s (trace lines %d and %d)", initgc, heavy, order[initgc], order[heavy])
 	}
 }

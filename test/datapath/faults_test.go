@@ -22,6 +22,7 @@ import (
 
 	"kube-dc.com/etcd-backup/api/v1alpha1"
 	"kube-dc.com/etcd-backup/snapshot"
+	"kube-dc.com/etcd-backup/snapshot/datadir"
 	"kube-dc.com/etcd-backup/test/framework"
 )
 
@@ -104,7 +105,7 @@ func TestCorruptObjects(t *testing.T) {
 			parent := t.TempDir()
 			dataDir, digest := oldDataDir(t, parent)
 			before := digest()
-			_, err = snapshot.Restore(ctx, en.restoreOptions(t, key, dataDir, 2380))
+			_, err = datadir.Restore(ctx, en.restoreOptions(t, key, dataDir, 2380))
 			if diff := cmp.Diff(snapshot.ExitIntegrity, snapshot.CodeOf(err)); diff != "" {
 				t.Errorf("restore exit code mismatch (-want +got):\n%s (err %v)", diff, err)
 			}
@@ -168,7 +169,7 @@ func TestFailureClasses(t *testing.T) {
 			before := digest()
 			o := en.restoreOptions(t, tt.r.key, dataDir, 2380)
 			o.Cluster, o.Location, o.Credentials = "prod", tt.r.loc, tt.r.cred
-			_, err = snapshot.Restore(ctx, o)
+			_, err = datadir.Restore(ctx, o)
 			if diff := cmp.Diff(tt.wantCode, snapshot.CodeOf(err)); diff != "" {
 				t.Errorf("restore exit code mismatch (-want +got):\n%s (err %v)", diff, err)
 			}
@@ -381,7 +382,7 @@ func TestDiskFull(t *testing.T) {
 	})
 	dataDir, digest := oldDataDir(t, vol)
 	before := digest()
-	_, err = snapshot.Restore(ctx, en.restoreOptions(t, res.Key, dataDir, 2380))
+	_, err = datadir.Restore(ctx, en.restoreOptions(t, res.Key, dataDir, 2380))
 	if diff := cmp.Diff(snapshot.ExitDiskFull, snapshot.CodeOf(err)); diff != "" {
 		t.Errorf("exit code mismatch (-want +got):\n%s (err %v)", diff, err)
 	}

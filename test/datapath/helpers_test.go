@@ -16,7 +16,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"kube-dc.com/etcd-backup/jobspec"
 	"kube-dc.com/etcd-backup/snapshot"
+	"kube-dc.com/etcd-backup/snapshot/datadir"
 	"kube-dc.com/etcd-backup/test/framework"
 )
 
@@ -67,17 +69,17 @@ func (en *env) backupOptions(t *testing.T, e *framework.EtcdServer, cluster stri
 	}
 }
 
-func (en *env) restoreOptions(t *testing.T, key, dataDir string, peerPort int) snapshot.RestoreOptions {
-	return snapshot.RestoreOptions{
-		Key:           key,
-		Location:      en.loc,
-		Credentials:   en.cred,
-		DataDir:       dataDir,
-		Name:          "default",
-		PeerURLs:      []string{framework.PeerURLFor(peerPort)},
-		BumpRevision:  snapshot.DefaultBumpRevision,
-		MarkCompacted: true,
-		Logger:        testLogger(t),
+func (en *env) restoreOptions(t *testing.T, key, dataDir string, peerPort int) datadir.RestoreOptions {
+	return datadir.RestoreOptions{
+		Restore: jobspec.Restore{
+			Key:           key,
+			Location:      en.loc,
+			Member:        jobspec.Member{DataDir: dataDir, Name: "default", PeerURLs: []string{framework.PeerURLFor(peerPort)}},
+			BumpRevision:  jobspec.DefaultBumpRevision,
+			MarkCompacted: true,
+		},
+		Credentials: en.cred,
+		Logger:      testLogger(t),
 	}
 }
 

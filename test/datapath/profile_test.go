@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"kube-dc.com/etcd-backup/jobspec"
 	"kube-dc.com/etcd-backup/snapshot"
+	"kube-dc.com/etcd-backup/snapshot/datadir"
 )
 
 // BenchmarkInProcess runs Backup and Restore in the test process, for CPU and heap profiles of
@@ -55,9 +57,10 @@ func BenchmarkInProcess(b *testing.B) {
 				}
 				dir := b.TempDir()
 				start = time.Now()
-				if _, err := snapshot.Restore(ctx, snapshot.RestoreOptions{
-					Key: res.Key, Location: en.loc, Credentials: en.cred, DataDir: filepath.Join(dir, "default.etcd"),
-					BumpRevision: snapshot.DefaultBumpRevision, MarkCompacted: true, Logger: log,
+				if _, err := datadir.Restore(ctx, datadir.RestoreOptions{
+					Restore: jobspec.Restore{Key: res.Key, Location: en.loc, Member: jobspec.Member{DataDir: filepath.Join(dir, "default.etcd")},
+						BumpRevision: jobspec.DefaultBumpRevision, MarkCompacted: true},
+					Credentials: en.cred, Logger: log,
 				}); err != nil {
 					b.Fatal(err)
 				}

@@ -9,7 +9,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"kube-dc.com/etcd-backup/jobspec"
 	"kube-dc.com/etcd-backup/snapshot"
+	"kube-dc.com/etcd-backup/snapshot/datadir"
 	"kube-dc.com/etcd-backup/test/framework"
 )
 
@@ -43,11 +45,11 @@ func TestRevisionOnlyGrows(t *testing.T) {
 
 			// restore restores the old snapshot and starts etcd on it, which takes one write;
 			// it returns the revision etcd served last, and the restore's result.
-			restore := func(step string) (int64, *snapshot.RestoreResult) {
+			restore := func(step string) (int64, *jobspec.Result) {
 				t.Helper()
 				o := en.restoreOptions(t, old.Key, e.DataDir, peerPort)
 				o.TargetVersion = v
-				res, err := snapshot.Restore(ctx, o)
+				res, err := datadir.Restore(ctx, o)
 				if err != nil {
 					t.Fatalf("%s: restore failed: %v", step, err)
 				}
@@ -63,15 +65,15 @@ func TestRevisionOnlyGrows(t *testing.T) {
 				if err := r.Stop(); err != nil {
 					t.Fatal(err)
 				}
-				t.Logf("%s: %s; marks %+v", step, res.RestoreRevision.Describe(), res.Marks)
+				t.Logf("%s: %s; marks %+v", step, res.RestoreRevision().Describe(), res.Marks)
 				return put.Header.Revision, res
 			}
-			checkAbove := func(step string, res *snapshot.RestoreResult, seen int64) {
+			checkAbove := func(step string, res *jobspec.Result, seen int64) {
 				t.Helper()
 				if res.Revision != oldRev {
 					t.Errorf("%s: snapshot revision %d, want %d", step, res.Revision, oldRev)
 				}
-				if want := seen + snapshot.DefaultBumpRevision; res.RestoredRevision != want {
+				if want := seen + jobspec.DefaultBumpRevision; res.RestoredRevision != want {
 					t.Errorf("%s: restored revision %d, want %d: the highest revision seen before (%d) + the margin", step, res.RestoredRevision, want, seen)
 				}
 			}
@@ -101,7 +103,7 @@ func TestRevisionOnlyGrows(t *testing.T) {
 			if newer.Revision != seen2 {
 				t.Fatalf("newest backup recorded revision %d, want %d", newer.Revision, seen2)
 			}
-			for _, path := range []string{e.DataDir, snapshot.PreviousDataDir(e.DataDir)} {
+			for _, path := range []string{e.DataDir, datadir.PreviousDataDir(e.DataDir)} {
 				if err := os.RemoveAll(path); err != nil {
 					t.Fatal(err)
 				}
@@ -117,7 +119,7 @@ func TestRevisionOnlyGrows(t *testing.T) {
 			if err := os.WriteFile(db, []byte(strings.Repeat("not a bolt database ", 1000)), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.RemoveAll(snapshot.PreviousDataDir(e.DataDir)); err != nil {
+			if err := os.RemoveAll(datadir.PreviousDataDir(e.DataDir)); err != nil {
 				t.Fatal(err)
 			}
 			_, res = restore("corrupt data")

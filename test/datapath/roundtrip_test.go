@@ -15,7 +15,9 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"kube-dc.com/etcd-backup/jobspec"
 	"kube-dc.com/etcd-backup/snapshot"
+	"kube-dc.com/etcd-backup/snapshot/datadir"
 	"kube-dc.com/etcd-backup/test/framework"
 )
 
@@ -102,13 +104,13 @@ func TestBackupRestoreRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	rres, err := snapshot.Restore(ctx, en.restoreOptions(t, res.Key, e.DataDir, peerPort))
+	rres, err := datadir.Restore(ctx, en.restoreOptions(t, res.Key, e.DataDir, peerPort))
 	if err != nil {
 		t.Fatalf("restore failed: %v", err)
 	}
 	// The replaced data is above the snapshot: the restore moves past it, not past the snapshot.
 	gotR := []any{rres.Revision, rres.RevisionBefore, rres.BumpRevision, rres.RestoredRevision, rres.Marks.Data, rres.Marks.Backup, rres.SHA256, rres.PreviousDataDir}
-	wantR := []any{rev, mutatedRev, mutatedRev - rev + snapshot.DefaultBumpRevision, mutatedRev + snapshot.DefaultBumpRevision, mutatedRev, rev, res.SHA256, e.DataDir + ".previous"}
+	wantR := []any{rev, mutatedRev, mutatedRev - rev + jobspec.DefaultBumpRevision, mutatedRev + jobspec.DefaultBumpRevision, mutatedRev, rev, res.SHA256, e.DataDir + ".previous"}
 	if diff := cmp.Diff(wantR, gotR); diff != "" {
 		t.Errorf("restore result [revision revisionBefore bumpRevision restoredRevision marks.data marks.backup sha256 previousDataDir] mismatch (-want +got):\n%s", diff)
 	}
@@ -122,7 +124,7 @@ func TestBackupRestoreRollback(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("restored keys mismatch (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(mutatedRev+snapshot.DefaultBumpRevision, gotRev); diff != "" {
+	if diff := cmp.Diff(mutatedRev+jobspec.DefaultBumpRevision, gotRev); diff != "" {
 		t.Errorf("restored revision mismatch (-want +got):\n%s", diff)
 	}
 	if _, err := rcli.Get(ctx, "/registry/pods/000001", clientv3.WithRev(rev)); !errors.Is(err, rpctypes.ErrCompacted) {
@@ -135,7 +137,7 @@ func TestBackupRestoreRollback(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	if _, err := snapshot.Rollback(ctx, snapshot.RollbackOptions{DataDir: e.DataDir}); err != nil {
+	if _, err := datadir.Rollback(ctx, datadir.RollbackOptions{DataDir: e.DataDir}); err != nil {
 		t.Fatalf("rollback failed: %v", err)
 	}
 	back := framework.StartEtcd(t, framework.EtcdOptions{Version: framework.EtcdVersion, DataDir: e.DataDir, PeerPort: peerPort, Certs: e.Certs})
@@ -177,7 +179,7 @@ func TestCompatibility(t *testing.T) {
 					dataDir := filepath.Join(t.TempDir(), "default.etcd")
 					o := en.restoreOptions(t, res.Key, dataDir, peerPort)
 					o.TargetVersion = dst
-					if _, err := snapshot.Restore(ctx, o); err != nil {
+					if _, err := datadir.Restore(ctx, o); err != nil {
 						t.Fatalf("restore failed: %v", err)
 					}
 					r := framework.StartEtcd(t, framework.EtcdOptions{Version: dst, DataDir: dataDir, PeerPort: peerPort, Certs: e.Certs})
@@ -185,7 +187,7 @@ func TestCompatibility(t *testing.T) {
 					if diff := cmp.Diff(want, got); diff != "" {
 						t.Errorf("keys mismatch (-want +got):\n%s", diff)
 					}
-					if diff := cmp.Diff(rev+snapshot.DefaultBumpRevision, gotRev); diff != "" {
+					if diff := cmp.Diff(rev+jobspec.DefaultBumpRevision, gotRev); diff != "" {
 						t.Errorf("revision mismatch (-want +got):\n%s", diff)
 					}
 				})
@@ -218,7 +220,7 @@ func TestMultipartBackup(t *testing.T) {
 	}
 	peerPort, _ := framework.FreePort()
 	dataDir := filepath.Join(t.TempDir(), "default.etcd")
-	if _, err := snapshot.Restore(ctx, en.restoreOptions(t, res.Key, dataDir, peerPort)); err != nil {
+	if _, err := datadir.Restore(ctx, en.restoreOptions(t, res.Key, dataDir, peerPort)); err != nil {
 		t.Fatalf("restore failed: %v", err)
 	}
 	r := framework.StartEtcd(t, framework.EtcdOptions{Version: framework.EtcdVersion35, DataDir: dataDir, PeerPort: peerPort, Certs: e.Certs})

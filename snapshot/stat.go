@@ -6,8 +6,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
-// This file exports, for the kubectl-kdc plugin, the object checks restore and verify run
-// before a download, so a listing judges a snapshot exactly as a restore would.
+// `kubectl kdc backups` judges a snapshot by the checks restore and verify run before a
+// download, so a listing and a restore always agree.
 
 // ObjectStat is what a snapshot object's HEAD and tags tell without downloading it.
 type ObjectStat struct {

@@ -1,10 +1,13 @@
-package snapshot
+package datadir
 
 import (
 	"context"
 	"log/slog"
 	"path/filepath"
 	"time"
+
+	"kube-dc.com/etcd-backup/jobspec"
+	"kube-dc.com/etcd-backup/snapshot"
 )
 
 // RollbackOptions configure Rollback.
@@ -14,34 +17,27 @@ type RollbackOptions struct {
 	Logger  *slog.Logger
 }
 
-// RollbackResult is rollback's termination message.
-type RollbackResult struct {
-	DataDir         string  `json:"dataDir"`
-	PreviousDataDir string  `json:"previousDataDir"`
-	DurationSeconds float64 `json:"durationSeconds"`
-}
-
 // Rollback swaps the kept previous generation back into DataDir, atomically. The data it
 // replaces becomes the previous generation, so a second Rollback undoes the first. etcd must be
 // stopped.
-func Rollback(_ context.Context, o RollbackOptions) (*RollbackResult, error) {
+func Rollback(_ context.Context, o RollbackOptions) (*jobspec.Result, error) {
 	start := time.Now()
 	if o.DataDir == "" {
-		return nil, errorf(ExitUsage, "--data-dir is required")
+		return nil, jobspec.Errorf(jobspec.ExitUsage, "--data-dir is required")
 	}
 	dataDir := filepath.Clean(o.DataDir)
 	prev := PreviousDataDir(dataDir)
-	res := &RollbackResult{DataDir: dataDir, PreviousDataDir: prev}
+	res := &jobspec.Result{Command: jobspec.CommandRollback, DataDir: dataDir, PreviousDataDir: prev}
 	ok, err := exists(prev)
 	if err != nil {
-		return res, localIOError("read", prev, err)
+		return res, snapshot.LocalIOError("read", prev, err)
 	}
 	if !ok {
-		return res, errorf(ExitNoPreviousGeneration, "there is no previous data directory %s to roll back to; the data directory %s is unchanged", prev, dataDir)
+		return res, jobspec.Errorf(jobspec.ExitNoPreviousGeneration, "there is no previous data directory %s to roll back to; the data directory %s is unchanged", prev, dataDir)
 	}
 	cur, err := exists(dataDir)
 	if err != nil {
-		return res, localIOError("read", dataDir, err)
+		return res, snapshot.LocalIOError("read", dataDir, err)
 	}
 	if cur {
 		err = exchange(prev, dataDir)
@@ -49,10 +45,10 @@ func Rollback(_ context.Context, o RollbackOptions) (*RollbackResult, error) {
 		err = renameNoReplace(prev, dataDir)
 	}
 	if err != nil {
-		return res, localIOError("swap "+prev+" into", dataDir, err)
+		return res, snapshot.LocalIOError("swap "+prev+" into", dataDir, err)
 	}
 	if err := syncDir(filepath.Dir(dataDir)); err != nil {
-		return res, localIOError("sync", filepath.Dir(dataDir), err)
+		return res, snapshot.LocalIOError("sync", filepath.Dir(dataDir), err)
 	}
 	if o.Logger != nil {
 		o.Logger.Info("Rolled back the data directory", "dataDir", dataDir, "previousDataDir", prev)

@@ -1,13 +1,15 @@
-package snapshot
+package datadir
 
 import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"kube-dc.com/etcd-backup/jobspec"
 )
 
 func TestRevisionBump(t *testing.T) {
-	const margin = DefaultBumpRevision
+	const margin = jobspec.DefaultBumpRevision
 	tests := []struct {
 		name             string
 		snapshot, before int64
@@ -28,27 +30,6 @@ func TestRevisionBump(t *testing.T) {
 			}
 			if tc.margin > 0 && tc.snapshot+int64(got) <= max(tc.snapshot, tc.before) {
 				t.Errorf("restored revision %d is not above %d", tc.snapshot+int64(got), max(tc.snapshot, tc.before))
-			}
-		})
-	}
-}
-
-func TestRevisionMarksHighest(t *testing.T) {
-	tests := []struct {
-		name  string
-		marks revisionMarks
-		want  int64
-	}{
-		{"none", revisionMarks{}, 0},
-		{"data", revisionMarks{Data: 7, Previous: 5, Backup: 6}, 7},
-		{"previous generation", revisionMarks{Data: 3, Previous: 9, Backup: 6}, 9},
-		{"newest backup, data lost", revisionMarks{DataError: "corrupt", Backup: 6}, 6},
-		{"given", revisionMarks{Data: 3, Given: 11}, 11},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if diff := cmp.Diff(tc.want, tc.marks.highest()); diff != "" {
-				t.Errorf("highest() mismatch (-want +got):\n%s", diff)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package snapshot
+package datadir
 
 import (
 	"os"
@@ -6,8 +6,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The Linux calls of the data path, behind small helpers so the package (and kubectl-kdc, which
-// imports it for S3) also builds on other systems (fs_other.go).
+// The Linux calls of the data directory, behind small helpers so the package also builds on
+// other systems (fs_other.go).
 
 const (
 	flagExchange  = unix.RENAME_EXCHANGE

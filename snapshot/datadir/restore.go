@@ -1,4 +1,4 @@
-package snapshot
+package datadir
 
 import (
 	"context"
@@ -17,87 +17,37 @@ import (
 	"go.uber.org/zap"
 
 	"kube-dc.com/etcd-backup/api/v1alpha1"
-)
-
-// Restore defaults, matching etcd's own defaults for a single member.
-const (
-	DefaultMemberName   = "default"
-	DefaultPeerURL      = "http://localhost:2380"
-	DefaultClusterToken = "etcd-cluster"
-	// DefaultBumpRevision is the margin of the restored revision above every revision known
-	// before the restore, so clients never see the revision go backwards (the value Kubernetes'
-	// documentation suggests).
-	DefaultBumpRevision = 1_000_000_000
+	"kube-dc.com/etcd-backup/jobspec"
+	"kube-dc.com/etcd-backup/snapshot"
 )
 
 // stagingPrefix names the staging directories next to the data directory.
 const stagingPrefix = ".kdc-restore-"
 
-// RestoreOptions configure Restore.
+// RestoreOptions configure Restore: the restore subcommand's arguments, the credentials and
+// the logger.
 type RestoreOptions struct {
-	// Key is the snapshot key C/C-<ts>.db, without the location's prefix.
-	Key string
-	// Cluster, when set, must own Key.
-	Cluster     string
-	Location    S3Location
-	Credentials Credentials
-
-	// DataDir is etcd's data directory; v1alpha1.EtcdDataDir when empty.
-	DataDir string
-	// Name, PeerURLs, InitialCluster and InitialClusterToken are etcd's member flags.
-	Name                string
-	PeerURLs            []string
-	InitialCluster      string
-	InitialClusterToken string
-	// BumpRevision is the margin the restored revision gets above the snapshot's revision and
-	// above the highest revision known before the restore (revisionMarks); 0 asks for no bump.
-	// MarkCompacted marks the restored revision compacted.
-	BumpRevision  uint64
-	MarkCompacted bool
-	// MinRevision is a revision the tenant's clients may have seen that the restore must move
-	// past, besides those it reads itself.
-	MinRevision int64
-	// TargetVersion is the etcd version (X.Y or vX.Y.Z) that will run on the data; the storage
-	// schema is migrated to it, so a snapshot of a newer minor version can be started by an older
-	// one. Empty leaves the schema as etcdutl wrote it.
-	TargetVersion string
-
-	Logger *slog.Logger
-}
-
-// RestoreResult is restore's termination message.
-type RestoreResult struct {
-	Key        string `json:"key"`
-	ObjectKey  string `json:"objectKey"`
-	Bucket     string `json:"bucket"`
-	Size       int64  `json:"size"`
-	SHA256     string `json:"sha256"`
-	S3Checksum string `json:"s3Checksum"`
-	v1alpha1.RestoreRevision
-	// Marks are the revisions RevisionBefore was taken from.
-	Marks           revisionMarks `json:"revisionMarks"`
-	EtcdVersion     string        `json:"etcdVersion"`
-	DataDir         string        `json:"dataDir"`
-	PreviousDataDir string        `json:"previousDataDir,omitempty"`
-	DurationSeconds float64       `json:"durationSeconds"`
+	jobspec.Restore
+	Credentials snapshot.Credentials
+	Logger      *slog.Logger
 }
 
 func (o *RestoreOptions) defaults() {
-	if o.DataDir == "" {
-		o.DataDir = v1alpha1.EtcdDataDir
+	if o.Member.DataDir == "" {
+		o.Member.DataDir = v1alpha1.EtcdDataDir
 	}
-	o.DataDir = filepath.Clean(o.DataDir)
-	if o.Name == "" {
-		o.Name = DefaultMemberName
+	o.Member.DataDir = filepath.Clean(o.Member.DataDir)
+	if o.Member.Name == "" {
+		o.Member.Name = jobspec.DefaultMemberName
 	}
-	if len(o.PeerURLs) == 0 {
-		o.PeerURLs = []string{DefaultPeerURL}
+	if len(o.Member.PeerURLs) == 0 {
+		o.Member.PeerURLs = []string{jobspec.DefaultPeerURL}
 	}
-	if o.InitialCluster == "" {
-		o.InitialCluster = o.Name + "=" + o.PeerURLs[0]
+	if o.Member.InitialCluster == "" {
+		o.Member.InitialCluster = o.Member.Name + "=" + o.Member.PeerURLs[0]
 	}
-	if o.InitialClusterToken == "" {
-		o.InitialClusterToken = DefaultClusterToken
+	if o.Member.ClusterToken == "" {
+		o.Member.ClusterToken = jobspec.DefaultClusterToken
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -105,29 +55,29 @@ func (o *RestoreOptions) defaults() {
 }
 
 func (o *RestoreOptions) validate() error {
-	if err := checkKey(o.Key, o.Cluster); err != nil {
+	if err := snapshot.CheckKey(o.Key, o.Cluster); err != nil {
 		return err
 	}
 	if err := o.Location.Validate(); err != nil {
 		return err
 	}
-	if !filepath.IsAbs(o.DataDir) || o.DataDir == "/" {
-		return errorf(ExitUsage, "--data-dir %q must be an absolute path below /", o.DataDir)
+	if !filepath.IsAbs(o.Member.DataDir) || o.Member.DataDir == "/" {
+		return jobspec.Errorf(jobspec.ExitUsage, "--data-dir %q must be an absolute path below /", o.Member.DataDir)
 	}
-	if _, err := types.NewURLs(o.PeerURLs); err != nil {
-		return errorf(ExitUsage, "--initial-advertise-peer-urls %q: %w", strings.Join(o.PeerURLs, ","), err)
+	if _, err := types.NewURLs(o.Member.PeerURLs); err != nil {
+		return jobspec.Errorf(jobspec.ExitUsage, "--initial-advertise-peer-urls %q: %w", strings.Join(o.Member.PeerURLs, ","), err)
 	}
-	if _, err := types.NewURLsMap(o.InitialCluster); err != nil {
-		return errorf(ExitUsage, "--initial-cluster %q: %w", o.InitialCluster, err)
+	if _, err := types.NewURLsMap(o.Member.InitialCluster); err != nil {
+		return jobspec.Errorf(jobspec.ExitUsage, "--initial-cluster %q: %w", o.Member.InitialCluster, err)
 	}
 	if _, err := parseTargetVersion(o.TargetVersion); err != nil {
-		return errorf(ExitUsage, "--target-version: %w", err)
+		return jobspec.Errorf(jobspec.ExitUsage, "--target-version: %w", err)
 	}
 	if o.MinRevision < 0 {
-		return errorf(ExitUsage, "--min-revision %d must not be negative", o.MinRevision)
+		return jobspec.Errorf(jobspec.ExitUsage, "--min-revision %d must not be negative", o.MinRevision)
 	}
 	if o.MarkCompacted != (o.BumpRevision > 0) {
-		return errorf(ExitUsage, "--bump-revision > 0 and --mark-compacted go together (etcdutl bumps only a revision it marks compacted); use both, or --bump-revision=0 --mark-compacted=false")
+		return jobspec.Errorf(jobspec.ExitUsage, "--bump-revision > 0 and --mark-compacted go together (etcdutl bumps only a revision it marks compacted); use both, or --bump-revision=0 --mark-compacted=false")
 	}
 	return nil
 }
@@ -136,10 +86,10 @@ func (o *RestoreOptions) validate() error {
 // next to DataDir, fsyncs it and swaps it in atomically, keeping the replaced data directory as
 // DataDir.previous (one generation). Any failure before the swap leaves DataDir and its previous
 // generation exactly as they were. etcd must be stopped.
-func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
+func Restore(ctx context.Context, o RestoreOptions) (*jobspec.Result, error) {
 	res, err := restore(ctx, o)
-	if CodeOf(err) == ExitDiskFull && res != nil && res.Size > 0 {
-		err = errorf(ExitDiskFull, "%w; %s", err, restoreSpaceHint(filepath.Dir(res.DataDir), res.Size))
+	if jobspec.CodeOf(err) == jobspec.ExitDiskFull && res != nil && res.Size > 0 {
+		err = jobspec.Errorf(jobspec.ExitDiskFull, "%w; %s", err, restoreSpaceHint(filepath.Dir(res.DataDir), res.Size))
 	}
 	return res, err
 }
@@ -167,42 +117,42 @@ func restoreSpaceNeeded(size int64) int64 { return 2*size + restoreWALSpace }
 func mib(n int64) string { return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20)) }
 
 // restore is Restore without the space hint of a full volume.
-func restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
+func restore(ctx context.Context, o RestoreOptions) (*jobspec.Result, error) {
 	start := time.Now()
 	o.defaults()
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	res := &RestoreResult{Key: o.Key, ObjectKey: o.Location.ObjectKey(o.Key), Bucket: o.Location.Bucket, DataDir: o.DataDir}
-	log := o.Logger.With("objectKey", res.ObjectKey, "bucket", o.Location.Bucket, "dataDir", o.DataDir)
-	parent := filepath.Dir(o.DataDir)
+	res := &jobspec.Result{Command: jobspec.CommandRestore, Key: o.Key, ObjectKey: o.Location.ObjectKey(o.Key), Bucket: o.Location.Bucket, DataDir: o.Member.DataDir}
+	log := o.Logger.With("objectKey", res.ObjectKey, "bucket", o.Location.Bucket, "dataDir", o.Member.DataDir)
+	parent := filepath.Dir(o.Member.DataDir)
 
 	if _, err := os.Stat(parent); err != nil {
-		return res, localIOError("open the data volume", parent, err)
+		return res, snapshot.LocalIOError("open the data volume", parent, err)
 	}
 	removeStaleStaging(parent, log)
 
-	c := NewS3Client(o.Location, o.Credentials)
+	c := snapshot.NewS3Client(o.Location, o.Credentials)
 	// The marks need no part of the download: read them while it runs.
 	cluster, _, _ := v1alpha1.ParseSnapshotKey(o.Key, "")
 	marksc := make(chan error, 1)
 	go func() {
 		var err error
-		res.Marks, err = readRevisionMarks(ctx, c, o.Location, cluster, o.DataDir, o.MinRevision)
+		res.Marks, err = readRevisionMarks(ctx, c, o.Location, cluster, o.Member.DataDir, o.MinRevision)
 		marksc <- err
 	}()
 	marksRead := sync.OnceValue(func() error { return <-marksc })
 	defer marksRead() // res is the caller's once restore returns
-	info, body, err := openObject(ctx, c, o.Location, res.ObjectKey)
+	info, body, err := snapshot.OpenObject(ctx, c, o.Location, res.ObjectKey)
 	if err != nil {
 		return res, err
 	}
 	defer body.Close()
-	res.Size, res.S3Checksum, res.EtcdVersion = info.Size, info.checksumState(), info.EtcdVersion
+	res.Size, res.S3Checksum, res.EtcdVersion = info.Size, info.ChecksumState(), info.EtcdVersion
 
 	staging, err := os.MkdirTemp(parent, stagingPrefix)
 	if err != nil {
-		return res, localIOError("create a staging directory in", parent, err)
+		return res, snapshot.LocalIOError("create a staging directory in", parent, err)
 	}
 	defer func() {
 		if err := os.RemoveAll(staging); err != nil {
@@ -214,15 +164,15 @@ func restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 	snapPath := filepath.Join(staging, "snapshot.db")
 	f, err := os.OpenFile(snapPath, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
-		return res, localIOError("create", snapPath, err)
+		return res, snapshot.LocalIOError("create", snapPath, err)
 	}
 	if err := preallocate(f, info.Size); err != nil {
 		f.Close()
-		return res, localIOError("allocate space for the snapshot in", snapPath, err)
+		return res, snapshot.LocalIOError("allocate space for the snapshot in", snapPath, err)
 	}
-	sum, err := download(o.Location, info, body, f)
+	sum, err := snapshot.Download(o.Location, info, body, f)
 	if cerr := f.Close(); err == nil && cerr != nil {
-		err = localIOError("write", snapPath, cerr)
+		err = snapshot.LocalIOError("write", snapPath, cerr)
 	}
 	merr := marksRead()
 	if err != nil {
@@ -235,13 +185,13 @@ func restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 	}
 	snapRev, err := readDBRevisions(snapPath)
 	if err != nil {
-		return res, errorf(ExitIntegrity, "s3://%s/%s passed its checksums but is not a readable etcd database: %w; restore another snapshot (the data directory is unchanged)", o.Location.Bucket, res.ObjectKey, err)
+		return res, jobspec.Errorf(jobspec.ExitIntegrity, "s3://%s/%s passed its checksums but is not a readable etcd database: %w; restore another snapshot (the data directory is unchanged)", o.Location.Bucket, res.ObjectKey, err)
 	}
 	if res.Marks.DataError != "" {
 		log.Warn("The data directory's revision is unreadable; the restore moves past the other marks", "err", res.Marks.DataError)
 	}
 	// etcdutl bumps the newest key revision; a compacted revision above it must be passed too.
-	res.Revision, res.RevisionBefore = snapRev.Key, res.Marks.highest()
+	res.Revision, res.RevisionBefore = snapRev.Key, res.Marks.Highest()
 	bump := revisionBump(res.Revision, max(res.RevisionBefore, snapRev.Compacted), o.BumpRevision)
 	res.BumpRevision = int64(bump)
 	log.Info("Revision bump", "snapshotRevision", res.Revision, "revisionBefore", res.RevisionBefore, "bump", bump, "marks", res.Marks)
@@ -250,10 +200,10 @@ func restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 	// check download just made over exactly these bytes (see etcdutlRestore).
 	restored := filepath.Join(staging, "data")
 	if err := etcdutlRestore(o, bump, snapPath, restored); err != nil {
-		if isDiskFull(err) {
-			return res, localIOError("restore the snapshot into", restored, err)
+		if jobspec.CodeOf(err) == jobspec.ExitDiskFull {
+			return res, snapshot.LocalIOError("restore the snapshot into", restored, err)
 		}
-		return res, errorf(ExitIntegrity, "etcdutl could not restore s3://%s/%s: %w; the object is not a usable etcd snapshot, restore another one (the data directory is unchanged)", o.Location.Bucket, res.ObjectKey, err)
+		return res, jobspec.Errorf(jobspec.ExitIntegrity, "etcdutl could not restore s3://%s/%s: %w; the object is not a usable etcd snapshot, restore another one (the data directory is unchanged)", o.Location.Bucket, res.ObjectKey, err)
 	}
 	// etcdutl has its own copy now. Removing the download overlaps the steps up to the swap,
 	// which waits for it.
@@ -261,38 +211,38 @@ func restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 	defer snapRemoved() // before the staging directory's removal (defers run last first)
 	if target, _ := parseTargetVersion(o.TargetVersion); target != nil {
 		if err := migrateStorage(zap.NewNop(), restored, *target); err != nil {
-			if isDiskFull(err) {
-				return res, localIOError("migrate", restored, err)
+			if jobspec.CodeOf(err) == jobspec.ExitDiskFull {
+				return res, snapshot.LocalIOError("migrate", restored, err)
 			}
-			return res, errorf(ExitIntegrity, "s3://%s/%s cannot be prepared for etcd %s: %w; restore a snapshot taken by etcd %s or older (the data directory is unchanged)", o.Location.Bucket, res.ObjectKey, o.TargetVersion, err, o.TargetVersion)
+			return res, jobspec.Errorf(jobspec.ExitIntegrity, "s3://%s/%s cannot be prepared for etcd %s: %w; restore a snapshot taken by etcd %s or older (the data directory is unchanged)", o.Location.Bucket, res.ObjectKey, o.TargetVersion, err, o.TargetVersion)
 		}
 	}
 	restoredRev, err := readDBRevisions(filepath.Join(restored, "member", "snap", "db"))
 	if err != nil {
-		return res, errorf(ExitIntegrity, "failed to read the restored revision of s3://%s/%s: %w", o.Location.Bucket, res.ObjectKey, err)
+		return res, jobspec.Errorf(jobspec.ExitIntegrity, "failed to read the restored revision of s3://%s/%s: %w", o.Location.Bucket, res.ObjectKey, err)
 	}
 	res.RestoredRevision = restoredRev.current()
 	if want := res.Revision + res.BumpRevision; bump > 0 && (res.RestoredRevision != want || res.RestoredRevision <= res.RevisionBefore) {
-		return res, errorf(ExitIntegrity, "etcdutl restored s3://%s/%s at revision %d, want %d (the snapshot's %d + %d, above %d); the data directory is unchanged", o.Location.Bucket, res.ObjectKey, res.RestoredRevision, want, res.Revision, res.BumpRevision, res.RevisionBefore)
+		return res, jobspec.Errorf(jobspec.ExitIntegrity, "etcdutl restored s3://%s/%s at revision %d, want %d (the snapshot's %d + %d, above %d); the data directory is unchanged", o.Location.Bucket, res.ObjectKey, res.RestoredRevision, want, res.Revision, res.BumpRevision, res.RevisionBefore)
 	}
 
 	log.Info("Restored the database with etcdutl", "seconds", time.Since(start).Seconds())
 
 	// 3. Durable before it becomes visible.
 	if err := os.Chmod(restored, 0o700); err != nil {
-		return res, localIOError("chmod", restored, err)
+		return res, snapshot.LocalIOError("chmod", restored, err)
 	}
 	if err := syncTree(restored); err != nil {
-		return res, localIOError("fsync", restored, err)
+		return res, snapshot.LocalIOError("fsync", restored, err)
 	}
 
 	if err := snapRemoved(); err != nil {
-		return res, localIOError("remove", snapPath, err)
+		return res, snapshot.LocalIOError("remove", snapPath, err)
 	}
 	log.Info("Synced the restored data", "seconds", time.Since(start).Seconds())
 
 	// 4. Swap.
-	prev, err := swapIn(restored, o.DataDir, staging)
+	prev, err := swapIn(restored, o.Member.DataDir, staging)
 	if err != nil {
 		return res, err
 	}
@@ -317,7 +267,7 @@ func removeInBackground(path string) func() error {
 // fallocate is not an error; only a full volume is.
 func preallocate(f *os.File, size int64) error {
 	err := fallocate(f, size)
-	if err != nil && isDiskFull(err) {
+	if err != nil && jobspec.CodeOf(err) == jobspec.ExitDiskFull {
 		return err
 	}
 	return nil
@@ -330,35 +280,35 @@ func swapIn(restored, dataDir, staging string) (string, error) {
 	prev := PreviousDataDir(dataDir)
 	had, err := exists(dataDir)
 	if err != nil {
-		return "", localIOError("read", dataDir, err)
+		return "", snapshot.LocalIOError("read", dataDir, err)
 	}
 	if !had {
 		if err := renameNoReplace(restored, dataDir); err != nil {
-			return "", localIOError("move the restored data into", dataDir, err)
+			return "", snapshot.LocalIOError("move the restored data into", dataDir, err)
 		}
 		if err := syncDir(filepath.Dir(dataDir)); err != nil {
-			return "", localIOError("sync", filepath.Dir(dataDir), err)
+			return "", snapshot.LocalIOError("sync", filepath.Dir(dataDir), err)
 		}
 		return "", nil
 	}
 	if err := exchange(restored, dataDir); err != nil {
-		return "", localIOError("swap the restored data into", dataDir, err)
+		return "", snapshot.LocalIOError("swap the restored data into", dataDir, err)
 	}
 	// restored now holds the old data directory.
 	hadPrev, err := exists(prev)
 	if err != nil {
-		return "", localIOError("read", prev, err)
+		return "", snapshot.LocalIOError("read", prev, err)
 	}
 	if hadPrev {
 		if err := os.Rename(prev, filepath.Join(staging, "older-previous")); err != nil {
-			return "", localIOError("drop the older previous generation", prev, err)
+			return "", snapshot.LocalIOError("drop the older previous generation", prev, err)
 		}
 	}
 	if err := os.Rename(restored, prev); err != nil {
-		return "", localIOError("keep the replaced data directory as", prev, err)
+		return "", snapshot.LocalIOError("keep the replaced data directory as", prev, err)
 	}
 	if err := syncDir(filepath.Dir(dataDir)); err != nil {
-		return "", localIOError("sync", filepath.Dir(dataDir), err)
+		return "", snapshot.LocalIOError("sync", filepath.Dir(dataDir), err)
 	}
 	return prev, nil
 }
@@ -387,11 +337,11 @@ func etcdutlRestore(o RestoreOptions, bump uint64, snapPath, out string) error {
 	lg := zap.NewNop()
 	return etcdutl.NewV3(lg).Restore(etcdutl.RestoreConfig{
 		SnapshotPath:        snapPath,
-		Name:                o.Name,
+		Name:                o.Member.Name,
 		OutputDataDir:       out,
-		PeerURLs:            o.PeerURLs,
-		InitialCluster:      o.InitialCluster,
-		InitialClusterToken: o.InitialClusterToken,
+		PeerURLs:            o.Member.PeerURLs,
+		InitialCluster:      o.Member.InitialCluster,
+		InitialClusterToken: o.Member.ClusterToken,
 		SkipHashCheck:       true, // download verified etcd's hash over exactly this file's bytes
 		RevisionBump:        bump,
 		MarkCompacted:       o.MarkCompacted,

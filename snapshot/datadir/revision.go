@@ -1,4 +1,4 @@
-package snapshot
+package datadir
 
 import (
 	"context"
@@ -18,27 +18,9 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	"kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/jobspec"
+	"kube-dc.com/etcd-backup/snapshot"
 )
-
-// revisionMarks are the highest revisions known before a restore (docs/restore.md, "Revisions").
-// A zero mark is one that does not exist or could not be read.
-type revisionMarks struct {
-	// Data is the revision of the data directory being replaced.
-	Data int64 `json:"dataRevision"`
-	// DataError says why the data directory's revision could not be read ("" when it was read or
-	// there is no data directory).
-	DataError string `json:"dataRevisionError,omitempty"`
-	// Previous is the revision of the kept previous generation.
-	Previous int64 `json:"previousDataRevision"`
-	// Backup is the revision the newest backup of the cluster recorded (BackupKey).
-	Backup    int64  `json:"backupRevision"`
-	BackupKey string `json:"backupKey,omitempty"`
-	// Given is RestoreOptions.MinRevision.
-	Given int64 `json:"minRevision,omitempty"`
-}
-
-// highest is the largest mark.
-func (m revisionMarks) highest() int64 { return max(m.Data, m.Previous, m.Backup, m.Given) }
 
 // revisionBump is what a restore adds to the snapshot's revision so the restored revision is
 // margin above both the snapshot's revision and the highest revision known before the restore.
@@ -53,12 +35,12 @@ func revisionBump(snapshot, before int64, margin uint64) uint64 {
 // readRevisionMarks reads the marks of a restore into dataDir of the snapshots of cluster: the
 // data directory and its previous generation (etcd is stopped, so they are at rest) and the
 // newest backup's recorded revision in S3.
-func readRevisionMarks(ctx context.Context, c *s3.Client, loc S3Location, cluster, dataDir string, given int64) (revisionMarks, error) {
-	m := revisionMarks{Given: given}
+func readRevisionMarks(ctx context.Context, c *s3.Client, loc jobspec.S3Location, cluster, dataDir string, given int64) (*jobspec.RevisionMarks, error) {
+	m := &jobspec.RevisionMarks{Given: given}
 	var err error
 	if m.Data, err = dataDirRevision(dataDir); err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
-			return m, errorf(ExitLocalIO, "the database in %s is locked by another process: etcd still runs on it; stop etcd (scale its StatefulSet to 0) before restoring", dataDir)
+			return m, jobspec.Errorf(jobspec.ExitLocalIO, "the database in %s is locked by another process: etcd still runs on it; stop etcd (scale its StatefulSet to 0) before restoring", dataDir)
 		}
 		m.DataError = err.Error()
 	}
@@ -134,18 +116,18 @@ const timeoutOpenDB = 2 * time.Second
 
 // newestBackupRevision is the etcd revision recorded in the metadata of the newest snapshot of
 // cluster under loc (by the time in its key), and its key; "" and 0 when there is none.
-func newestBackupRevision(ctx context.Context, c *s3.Client, loc S3Location, cluster string) (string, int64, error) {
+func newestBackupRevision(ctx context.Context, c *s3.Client, loc jobspec.S3Location, cluster string) (string, int64, error) {
 	type snap struct {
 		objectKey string
 		at        int64
 	}
 	var snaps []snap
-	prefix := lifecyclePrefix(loc, cluster)
+	prefix := loc.ObjectKey(cluster) + "/"
 	pages := s3.NewListObjectsV2Paginator(c, &s3.ListObjectsV2Input{Bucket: aws.String(loc.Bucket), Prefix: aws.String(prefix)})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {
-			return "", 0, s3Error("list the snapshots (to read the newest backup's revision, which the restore moves past) under", loc, prefix, err)
+			return "", 0, snapshot.ClassifyS3Error("list the snapshots (to read the newest backup's revision, which the restore moves past) under", loc, prefix, err)
 		}
 		for _, o := range page.Contents {
 			k := aws.ToString(o.Key)
@@ -158,13 +140,13 @@ func newestBackupRevision(ctx context.Context, c *s3.Client, loc S3Location, clu
 	for _, s := range snaps {
 		head, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(loc.Bucket), Key: aws.String(s.objectKey)})
 		if err != nil {
-			if se := s3Error("read", loc, s.objectKey, err); se.Code == ExitObjectMissing {
+			se := snapshot.ClassifyS3Error("read", loc, s.objectKey, err)
+			if jobspec.CodeOf(se) == jobspec.ExitObjectMissing {
 				continue // expired since the listing
-			} else {
-				return "", 0, se
 			}
+			return "", 0, se
 		}
-		rev, err := strconv.ParseInt(head.Metadata[MetaEtcdRevision], 10, 64)
+		rev, err := strconv.ParseInt(head.Metadata[snapshot.MetaEtcdRevision], 10, 64)
 		if err != nil {
 			continue // not written by a backup of this tool
 		}

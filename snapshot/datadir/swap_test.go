@@ -1,4 +1,4 @@
-package snapshot
+package datadir
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"kube-dc.com/etcd-backup/jobspec"
 )
 
 // tree describes a directory layout as dir -> content of its "id" file ("" = absent).
@@ -76,36 +78,23 @@ func TestRollback(t *testing.T) {
 		name     string
 		before   tree
 		want     tree
-		wantCode ExitCode
+		wantCode jobspec.ExitCode
 	}{
-		{"swaps back", tree{"default.etcd": "new", "default.etcd.previous": "old"}, tree{"default.etcd": "old", "default.etcd.previous": "new"}, ExitSucceeded},
-		{"no data dir", tree{"default.etcd.previous": "old"}, tree{"default.etcd": "old", "default.etcd.previous": ""}, ExitSucceeded},
-		{"no previous", tree{"default.etcd": "new"}, tree{"default.etcd": "new", "default.etcd.previous": ""}, ExitNoPreviousGeneration},
+		{"swaps back", tree{"default.etcd": "new", "default.etcd.previous": "old"}, tree{"default.etcd": "old", "default.etcd.previous": "new"}, jobspec.ExitSucceeded},
+		{"no data dir", tree{"default.etcd.previous": "old"}, tree{"default.etcd": "old", "default.etcd.previous": ""}, jobspec.ExitSucceeded},
+		{"no previous", tree{"default.etcd": "new"}, tree{"default.etcd": "new", "default.etcd.previous": ""}, jobspec.ExitNoPreviousGeneration},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			writeTree(t, root, tt.before)
 			_, err := Rollback(context.Background(), RollbackOptions{DataDir: filepath.Join(root, "default.etcd")})
-			if diff := cmp.Diff(tt.wantCode, CodeOf(err)); diff != "" {
+			if diff := cmp.Diff(tt.wantCode, jobspec.CodeOf(err)); diff != "" {
 				t.Fatalf("exit code mismatch (-want +got):\n%s (err %v)", diff, err)
 			}
 			if diff := cmp.Diff(tt.want, readTree(t, root, "default.etcd", "default.etcd.previous")); diff != "" {
 				t.Errorf("layout mismatch (-want +got):\n%s", diff)
 			}
 		})
-	}
-}
-
-func TestExitCodeReasons(t *testing.T) {
-	got := map[int]string{}
-	for c := ExitSucceeded; c <= ExitLocalIO; c++ {
-		got[int(c)] = c.Reason()
-	}
-	want := map[int]string{0: "Succeeded", 1: "Failed", 2: "SnapshotTooSmall", 3: "Usage", 4: "ObjectMissing",
-		5: "BucketMissing", 6: "AccessDenied", 7: "S3Unreachable", 8: "EtcdUnavailable", 9: "Integrity",
-		10: "DiskFull", 11: "NoPreviousGeneration", 12: "LocalIO"}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("reasons mismatch (-want +got):\n%s", diff)
 	}
 }

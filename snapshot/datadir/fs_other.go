@@ -1,6 +1,6 @@
 //go:build !linux
 
-package snapshot
+package datadir
 
 import (
 	"os"
@@ -9,8 +9,7 @@ import (
 )
 
 // Elsewhere the data path's Linux calls are unsupported and the callers take their fallbacks:
-// three renames instead of one exchange, no preallocation. kubectl-kdc
-// (darwin) only needs the package's S3 side.
+// three renames instead of one exchange, no preallocation; the package's tests build anywhere.
 
 const (
 	flagExchange  = 0
