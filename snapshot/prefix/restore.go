@@ -220,16 +220,16 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreResult, error) {
 	res.PrefixState = StatePartial
 	if ctx.Err() != nil {
 		// A signal: the Job is going away. A re-run converges; so does --undo.
-		return res, errorf(snapshot.CodeOf(err), "%s; interrupted after %d puts and %d deletes: the prefix is partly restored, re-run the same restore (same --attempt) or run it with --undo", err.Error(), stats.Put, stats.Deleted)
+		return res, errorf(snapshot.CodeOf(err), "%w; interrupted after %d puts and %d deletes: the prefix is partly restored, re-run the same restore (same --attempt) or run it with --undo", err, stats.Put, stats.Deleted)
 	}
 	log.Error("The restore failed after a write; converging the prefix back to the pre-restore copy", "err", err)
 	undo, uerr := undoTo(ctx, s3c, c, rng, o, res.PreRestoreKey)
 	res.Undo = undo
 	if uerr != nil {
-		return res, errorf(snapshot.CodeOf(err), "%s; converging back to the pre-restore copy s3://%s/%s failed too (%v): the prefix is partly restored, run prefix-restore --undo with the same --attempt", err.Error(), o.Location.Bucket, res.PreRestoreKey, uerr)
+		return res, errorf(snapshot.CodeOf(err), "%w; converging back to the pre-restore copy s3://%s/%s failed too (%v): the prefix is partly restored, run prefix-restore --undo with the same --attempt", err, o.Location.Bucket, res.PreRestoreKey, uerr)
 	}
 	res.PrefixState = StateUndone
-	return res, errorf(snapshot.CodeOf(err), "%s; the prefix was converged back to its pre-restore content (s3://%s/%s)", err.Error(), o.Location.Bucket, res.PreRestoreKey)
+	return res, errorf(snapshot.CodeOf(err), "%w; the prefix was converged back to its pre-restore content (s3://%s/%s)", err, o.Location.Bucket, res.PreRestoreKey)
 }
 
 // Undo converges the prefix back to the pre-restore copy of o.Attempt. Without a copy the

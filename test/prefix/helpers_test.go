@@ -103,7 +103,10 @@ func startSharedEtcd(t testing.TB, version string, extraArgs ...string) *sharedE
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	steps := []func() error{
-		func() error { _, err := cli.UserAddWithOptions(ctx, "root", "", &clientv3.UserAddOptions{NoPassword: true}); return err },
+		func() error {
+			_, err := cli.UserAddWithOptions(ctx, "root", "", &clientv3.UserAddOptions{NoPassword: true})
+			return err
+		},
 		func() error { _, err := cli.UserGrantRole(ctx, "root", "root"); return err },
 	}
 	for user, p := range map[string]string{userA: prefixA, userB: prefixB} {
@@ -117,7 +120,10 @@ func startSharedEtcd(t testing.TB, version string, extraArgs ...string) *sharedE
 				_, err := cli.RoleGrantPermission(ctx, user, rng.Start, rng.End, clientv3.PermissionType(clientv3.PermReadWrite))
 				return err
 			},
-			func() error { _, err := cli.UserAddWithOptions(ctx, user, "", &clientv3.UserAddOptions{NoPassword: true}); return err },
+			func() error {
+				_, err := cli.UserAddWithOptions(ctx, user, "", &clientv3.UserAddOptions{NoPassword: true})
+				return err
+			},
 			func() error { _, err := cli.UserGrantRole(ctx, user, user); return err },
 		)
 	}
