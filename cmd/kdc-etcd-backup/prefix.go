@@ -16,6 +16,10 @@ import (
 // The prefix-* subcommands back up and restore one tenant's etcd key prefix on a shared etcd
 // (docs/jobs.md, "Prefix mode").
 
+// prefixBackupMemoryLimit is prefix-backup's soft memory limit: the part buffers plus pages
+// read ahead from etcd; at backup's 32 MiB the collector ran all the time (docs/benchmarks.md).
+const prefixBackupMemoryLimit = 64 << 20
+
 // prefixEtcdFlags registers the etcd connection flags of prefix-backup and prefix-restore.
 func prefixEtcdFlags(fs *flag.FlagSet, o *prefix.EtcdOptions, endpoints *string, etcdPrefix *string) {
 	fs.StringVar(etcdPrefix, "etcd-prefix", "", "the tenant kube-apiserver's --etcd-prefix, e.g. /registry or /<Kamaji schema>; the keys under <prefix>/ are the tenant's")
@@ -44,7 +48,7 @@ func runPrefixBackup(ctx context.Context, args []string) int {
 		return code
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(backupMemoryLimit)
+		debug.SetMemoryLimit(prefixBackupMemoryLimit)
 	}
 	o.Etcd.Endpoints = splitList(endpoints)
 	o.RetentionDays = int32(retention)

@@ -135,6 +135,7 @@ func Backup(ctx context.Context, o BackupOptions) (*BackupResult, error) {
 	if err != nil {
 		return res, err
 	}
+	defer d.close()
 	res.Revision = d.header.Revision
 	if n, more := d.firstPageKeys(); !more && n < o.MinKeys {
 		return res, errorf(snapshot.ExitSnapshotTooSmall, "etcd %s holds %d keys under %q at revision %d, fewer than --min-keys %d; nothing was uploaded; check --etcd-prefix is the tenant kube-apiserver's", c.endpoint, n, rng.Start, res.Revision, o.MinKeys)

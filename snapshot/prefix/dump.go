@@ -16,9 +16,12 @@ import (
 // returns io.EOF only once every page was read, the leases described and the trailer and hash
 // written, so an upload of it never completes a partial snapshot.
 type dump struct {
-	ctx     context.Context
-	c       *etcdConn
-	pages   *pages
+	ctx   context.Context
+	c     *etcdConn
+	pages *pages
+	// ahead yields the pages after the first, read while the current one is encoded and sent.
+	ahead   <-chan aheadPage
+	stop    chan struct{}
 	enc     *encoder
 	header  Header
 	pending []byte
@@ -43,7 +46,18 @@ func startDump(ctx context.Context, c *etcdConn, rng KeyRange, rev int64, h Head
 	}
 	d.enc, d.header = enc, h
 	d.pending = d.enc.flush()
+	d.stop = make(chan struct{})
+	d.ahead = d.pages.readAhead(ctx, d.stop)
 	return d, nil
+}
+
+// close stops reading ahead (an upload that failed reads no further).
+func (d *dump) close() {
+	select {
+	case <-d.stop:
+	default:
+		close(d.stop)
+	}
 }
 
 // firstPageKeys is the number of keys of the first page and whether more follow.
@@ -77,11 +91,11 @@ func (d *dump) fill() error {
 			return errorf(snapshot.ExitIntegrity, "etcd %s returned %v; retry", d.c.endpoint, err)
 		}
 	}
-	if d.pages.more {
-		err := d.pages.fetch(d.ctx)
-		if err != nil {
-			return err
+	if pg, ok := <-d.ahead; ok {
+		if pg.err != nil {
+			return pg.err
 		}
+		d.pages.kvs, d.pages.i = pg.kvs, 0
 		d.pending = d.enc.flush()
 		return nil
 	}

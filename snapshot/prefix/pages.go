@@ -59,7 +59,7 @@ func (p *pages) fetch(ctx context.Context) error {
 	}
 	if n := len(resp.Kvs); n > 0 {
 		p.next = string(resp.Kvs[n-1].Key) + "\x00"
-		p.limit = min(max(int64(pageBytes)*int64(n)/max(bytes, 1), minPageKeys), maxPageKeys)
+		p.limit = min(max(int64(pageBytes)*int64(n)/max(bytes, 1), minPageKeys), 2*p.limit, maxPageKeys)
 	} else {
 		p.more = false
 	}
@@ -81,4 +81,39 @@ func (p *pages) Next(ctx context.Context, r *Record) error {
 	p.i++
 	*r = Record{Key: kv.Key, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision, Version: kv.Version, Value: kv.Value, Lease: kv.Lease}
 	return nil
+}
+
+// aheadPage is a page read ahead, or the error that ended reading.
+type aheadPage struct {
+	kvs []*mvccpb.KeyValue
+	err error
+}
+
+// readAhead reads the pages after the current one in a goroutine, one page ahead of the
+// consumer, so etcd serves the next page while the current one is encoded and uploaded. The
+// channel closes after the last page; the goroutine ends at stop or ctx's end too. From then on
+// the goroutine owns p's cursor; the consumer only takes pages from the channel.
+func (p *pages) readAhead(ctx context.Context, stop <-chan struct{}) <-chan aheadPage {
+	ch := make(chan aheadPage, 1)
+	q := *p // the goroutine's own cursor; the consumer keeps the current page in p
+	go func() {
+		defer close(ch)
+		for q.more {
+			err := q.fetch(ctx)
+			if err == nil && len(q.kvs) == 0 {
+				return
+			}
+			select {
+			case ch <- aheadPage{kvs: q.kvs, err: err}:
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return ch
 }

@@ -340,6 +340,7 @@ func ensurePreRestoreCopy(ctx context.Context, s3c *s3.Client, c *etcdConn, rng 
 	if err != nil {
 		return 0, err
 	}
+	defer d.close()
 	up, err := snapshot.UploadStream(context.WithoutCancel(ctx), s3c, o.Location, res.PreRestoreKey, d, snapshot.UploadOptions{
 		PartSize: o.PartSize, Concurrency: o.Concurrency, Metadata: objectMetadata(d.header),
 	})
