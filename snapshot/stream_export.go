@@ -22,8 +22,9 @@ import (
 // uploads with per-part SHA-256s, no partial object, the sha256 tag, and downloads checked
 // against the tag and the S3 checksum.
 
-// MetaCreatedByValue is the created-by metadata of every object this tool writes.
-const MetaCreatedByValue = createdBy
+// MetaSnapshotFormat is the metadata naming the form of an object that is not an etcd
+// database (prefix snapshots); restore and verify refuse such objects.
+const MetaSnapshotFormat = "snapshot-format"
 
 // StreamBody is a stream to upload. Its Read must return io.EOF only once the stream is
 // complete and its own checks passed (any other error aborts the upload); SHA256 is the hex

@@ -196,6 +196,9 @@ func newObjectInfo(loc S3Location, objectKey string, size int64, checksum string
 	if err != nil {
 		return nil, err
 	}
+	if f := meta[MetaSnapshotFormat]; f != "" {
+		return nil, errorf(ExitUsage, "s3://%s/%s is a %s snapshot of one etcd key prefix, not an etcd database; restore it with prefix-restore (docs/jobs.md, \"Prefix mode\")", loc.Bucket, objectKey, f)
+	}
 	if !hasEtcdHash(info.Size) {
 		return nil, errorf(ExitIntegrity, "s3://%s/%s is %d bytes, not a database followed by etcd's 32-byte hash; the object is truncated or not an etcd snapshot", loc.Bucket, objectKey, info.Size)
 	}

@@ -16,8 +16,9 @@ import (
 // The prefix-* subcommands back up and restore one tenant's etcd key prefix on a shared etcd
 // (docs/jobs.md, "Prefix mode").
 
-// prefixBackupMemoryLimit is prefix-backup's soft memory limit: the part buffers plus pages
-// read ahead from etcd; at backup's 32 MiB the collector ran all the time (docs/benchmarks.md).
+// prefixBackupMemoryLimit is the soft memory limit of prefix-backup and prefix-restore: the
+// part buffers plus pages read ahead from etcd; at backup's 32 MiB the collector ran all the
+// time (docs/benchmarks.md).
 const prefixBackupMemoryLimit = 64 << 20
 
 // prefixEtcdFlags registers the etcd connection flags of prefix-backup and prefix-restore.
@@ -90,6 +91,9 @@ func runPrefixRestore(ctx context.Context, args []string) int {
 	fs.StringVar(&termPath, "termination-message-path", snapshot.DefaultTerminationMessagePath, "where to write the one-line JSON result")
 	if code, done := parseFlags(fs, args); done {
 		return code
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(prefixBackupMemoryLimit)
 	}
 	o.Etcd.Endpoints = splitList(endpoints)
 	o.Logger = newLogger(os.Stdout)

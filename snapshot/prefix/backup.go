@@ -14,7 +14,7 @@ import (
 // etcd-version, cluster, part-size and created-by.
 const (
 	// MetaFormat is FormatV1: the object is a prefix snapshot, not an etcd database.
-	MetaFormat = "snapshot-format"
+	MetaFormat = snapshot.MetaSnapshotFormat
 	// MetaEtcdPrefix is the tenant's etcd prefix.
 	MetaEtcdPrefix = "etcd-prefix"
 	// MetaPurpose is PurposeBackup or PurposePreRestore.

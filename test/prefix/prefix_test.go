@@ -345,3 +345,24 @@ func TestPrefixRefusals(t *testing.T) {
 		t.Errorf("backing up B with A's certificate: %v, want exit code %d", err, snapshot.ExitAccessDenied)
 	}
 }
+
+// TestWholeEtcdPathRefusesPrefixSnapshots: verify (and so restore) of a prefix snapshot is a
+// clear usage error, never an attempt to treat it as an etcd database.
+func TestWholeEtcdPathRefusesPrefixSnapshots(t *testing.T) {
+	ctx := ctxT(t)
+	en := newEnv(t)
+	s := startSharedEtcd(t, framework.EtcdVersion)
+	writeTenant(t, s.client(t, s.a), prefixA, 20, 100, "A1")
+	res, err := prefix.Backup(ctx, en.backupOptions(t, s, "a", prefixA, s.a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = snapshot.Verify(ctx, snapshot.VerifyOptions{Key: res.Key, Location: en.loc, Credentials: en.cred})
+	if snapshot.CodeOf(err) != snapshot.ExitUsage {
+		t.Errorf("verify of a prefix snapshot: %v, want exit code %d", err, snapshot.ExitUsage)
+	}
+	v, err := prefix.Verify(ctx, prefix.VerifyOptions{Key: res.Key, Cluster: "a", Prefix: prefixA, Location: en.loc, Credentials: en.cred})
+	if err != nil || v.Keys != res.Keys || v.SHA256 != res.SHA256 {
+		t.Errorf("prefix verify: %+v, %v; want %d keys and SHA-256 %s", v, err, res.Keys, res.SHA256)
+	}
+}
