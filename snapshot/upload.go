@@ -30,6 +30,14 @@ type uploadResult struct {
 	Parts []types.CompletedPart
 }
 
+// uploadBody is a stream whose Read returns io.EOF only after its own end checks passed. Size is
+// the announced size (0 when unknown); SHA256 the hex SHA-256 of what was read, once at io.EOF.
+type uploadBody interface {
+	io.Reader
+	Size() int64
+	SHA256() string
+}
+
 // streamUploader uploads a snapshot stream with S3's low-level multipart API. Compared with the
 // SDK's manager.Uploader it holds exactly Concurrency+1 part buffers, allocated once (the
 // manager reads the first part with io.ReadAll, growing and copying a slice to a part size and
@@ -55,7 +63,7 @@ type part struct {
 // multipart upload that is completed only when the stream ended without error and every part
 // was stored; on any failure the multipart upload is aborted, so no object becomes visible.
 // ctx must not be cancelled by a signal: the abort needs it.
-func (u *streamUploader) upload(ctx context.Context, body *snapshotStream, in *s3.CreateMultipartUploadInput) (*uploadResult, error) {
+func (u *streamUploader) upload(ctx context.Context, body uploadBody, in *s3.CreateMultipartUploadInput) (*uploadResult, error) {
 	var created func() (*s3.CreateMultipartUploadOutput, error)
 	if body.Size() > u.partSize {
 		// etcd announced more than one part: the upload is created while the first part is
@@ -231,7 +239,7 @@ func (u *streamUploader) uploadPart(ctx context.Context, in *s3.CreateMultipartU
 }
 
 // putObject stores a snapshot smaller than one part with a full-object SHA-256, the stream's.
-func (u *streamUploader) putObject(ctx context.Context, body *snapshotStream, in *s3.CreateMultipartUploadInput, data []byte) (*uploadResult, error) {
+func (u *streamUploader) putObject(ctx context.Context, body uploadBody, in *s3.CreateMultipartUploadInput, data []byte) (*uploadResult, error) {
 	raw, err := hex.DecodeString(body.SHA256())
 	if err != nil {
 		return nil, err

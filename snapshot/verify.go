@@ -180,6 +180,21 @@ func readTags(ctx context.Context, c *s3.Client, loc S3Location, objectKey strin
 // newObjectInfo checks what S3 said about a snapshot object (the headers of a HEAD or a GET, and
 // the tags from tagsc) and returns it as an ObjectInfo.
 func newObjectInfo(loc S3Location, objectKey string, size int64, checksum string, meta map[string]string, tagsc <-chan tagging) (*ObjectInfo, error) {
+	info, err := newStreamInfo(loc, objectKey, size, checksum, meta, tagsc)
+	if err != nil {
+		return nil, err
+	}
+	if f := meta[MetaSnapshotFormat]; f != "" {
+		return nil, errorf(ExitUsage, "s3://%s/%s is a %s snapshot of one etcd key prefix, not an etcd database; restore it with prefix-restore (docs/jobs.md, \"Prefix mode\")", loc.Bucket, objectKey, f)
+	}
+	if !hasEtcdHash(info.Size) {
+		return nil, errorf(ExitIntegrity, "s3://%s/%s is %d bytes, not a database followed by etcd's 32-byte hash; the object is truncated or not an etcd snapshot", loc.Bucket, objectKey, info.Size)
+	}
+	return info, nil
+}
+
+// newStreamInfo runs the checks of newObjectInfo that hold for any object this tool stores.
+func newStreamInfo(loc S3Location, objectKey string, size int64, checksum string, meta map[string]string, tagsc <-chan tagging) (*ObjectInfo, error) {
 	tags := <-tagsc
 	info := &ObjectInfo{ObjectKey: objectKey, Size: size}
 	var err error
@@ -208,9 +223,6 @@ func newObjectInfo(loc S3Location, objectKey string, size int64, checksum string
 	} else if se := s3Error("read the tags of", loc, objectKey, err); se.Code == ExitS3Unreachable {
 		return nil, se
 	} // a backend without tagging (or without the permission) still gets the other checks
-	if !hasEtcdHash(info.Size) {
-		return nil, errorf(ExitIntegrity, "s3://%s/%s is %d bytes, not a database followed by etcd's 32-byte hash; the object is truncated or not an etcd snapshot", loc.Bucket, objectKey, info.Size)
-	}
 	return info, nil
 }
 

@@ -5,6 +5,8 @@
 //	restore   restore a snapshot into the etcd data directory (runs in the restore Job)
 //	verify    download a snapshot and check it without touching any data (restore pre-flight)
 //	rollback  swap the previous etcd data directory back (runs after a failed restore)
+//	prefix-backup, prefix-restore, prefix-verify, prefix-inspect
+//	          the same for one tenant's etcd key prefix on a shared datastore
 //
 // main stays thin: it dispatches to the subcommand, which parses its own flags.
 package main
@@ -31,6 +33,11 @@ var subcommands = map[string]subcommand{
 	"restore":  {"restore a snapshot into the etcd data directory (the restore Job)", runRestore},
 	"verify":   {"download a snapshot and check it, touching no data (restore pre-flight)", runVerify},
 	"rollback": {"swap the previous etcd data directory back after a failed restore", runRollback},
+	// Shared datastores: one tenant's key prefix through the etcd API (docs/jobs.md, "Prefix mode").
+	"prefix-backup":  {"stream one tenant's etcd key prefix to S3 (shared datastores)", runPrefixBackup},
+	"prefix-restore": {"converge one tenant's etcd key prefix to a prefix snapshot, or --undo", runPrefixRestore},
+	"prefix-verify":  {"download a prefix snapshot and check it, touching nothing", runPrefixVerify},
+	"prefix-inspect": {"print a prefix snapshot's header, keys and trailer", runPrefixInspect},
 }
 
 func main() {
