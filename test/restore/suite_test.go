@@ -64,6 +64,11 @@ func startRestoreManager(timeouts engine.Timeouts) *restoreManager {
 	Expect(restore.Setup(mgr, restore.Options{
 		Image: testImage, S3Endpoint: testS3Endpoint, Timeouts: timeouts,
 	})).To(Succeed())
+	return startManager(mgr)
+}
+
+// startManager starts mgr until stop.
+func startManager(mgr ctrl.Manager) *restoreManager {
 	mctx, cancel := context.WithCancel(ctx)
 	m := &restoreManager{cancel: cancel, done: make(chan struct{})}
 	go func() {
