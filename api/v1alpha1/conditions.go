@@ -27,6 +27,10 @@ const (
 	ReasonSnapshotTooSmall = "SnapshotTooSmall"
 	// ReasonBackupStale: the last success is older than twice the schedule interval.
 	ReasonBackupStale = "BackupStale"
+	// ReasonPrefixUnknown: the datastore is shared and the tenant's etcd key prefix cannot be
+	// determined, so no backup of the tenant alone can be made (none of anyone else is).
+	// Also a restore rejection reason.
+	ReasonPrefixUnknown = "PrefixUnknown"
 )
 
 // RestoreReady condition and its reasons. Written by the restore controller.
@@ -74,6 +78,9 @@ const (
 	// ReasonRestoreCancelled: restore-from was removed before the restore Job was created (only
 	// possible while the webhook is absent); the cluster is brought back on the old data.
 	ReasonRestoreCancelled = "Cancelled"
+	// ReasonDataStoreInUse: a KdcCluster may not be attached to a datastore while a whole-etcd
+	// restore of that datastore runs (admission).
+	ReasonDataStoreInUse = "DataStoreInUse"
 )
 
 // SetCondition sets a condition on the cluster's status, always filling ObservedGeneration.

@@ -33,6 +33,9 @@ type KdcClusterDatastoreStatus struct {
 	// +listMapKey=type
 	// +optional
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// ReferenceCount is how many clusters use the datastore, written by Kube-DC.
+	// +optional
+	ReferenceCount int32 `json:"referenceCount,omitempty"`
 }
 
 // KdcClusterDatastore is the etcd of one or more tenant clusters.
