@@ -132,3 +132,39 @@ func reflectValue(p args) args {
 	}
 	return nil
 }
+
+func TestPrefixArgsRoundTrip(t *testing.T) {
+	loc := S3Location{Endpoint: "http://rgw:80", Bucket: "b", Prefix: "tenants", Region: "us-east-1"}
+	etcd := PrefixEtcd{Prefix: "/acme_a", Endpoints: []string{"https://ds-etcd-0.ds-etcd.ns.svc:2379", "https://ds-etcd-1.ds-etcd.ns.svc:2379"},
+		CACert: "/etc/etcd/pki/ca.crt", Cert: "/etc/etcd/pki/tls.crt", KeyFile: "/etc/etcd/pki/tls.key", DialTimeout: 5 * time.Second}
+	backup := PrefixBackup{Cluster: "c", Etcd: etcd, RetentionDays: 7, MinKeys: 1, PartSize: DefaultPartSize, Concurrency: DefaultConcurrency, Location: loc}
+	restore := PrefixRestore{Cluster: "c", Key: "c/c-20260101T020000Z.db", Attempt: "2026-01-01T02:00:00Z", Undo: true, Etcd: etcd,
+		MaxTxnOps: DefaultMaxTxnOps, MaxRequestBytes: DefaultMaxRequestBytes, WorkDir: PrefixWorkDir, PartSize: DefaultPartSize, Concurrency: DefaultConcurrency, Location: loc}
+	verify := PrefixVerify{Key: "c/c-20260101T020000Z.db", Cluster: "c", Prefix: "/acme_a", Location: loc}
+	parse := func(t *testing.T, args []string, bind func(fs *flag.FlagSet)) {
+		t.Helper()
+		fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+		bind(fs)
+		if err := fs.Parse(args[1:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var gotB PrefixBackup
+	parse(t, backup.Args(), gotB.Bind)
+	if diff := cmp.Diff(backup, gotB); diff != "" {
+		t.Errorf("prefix-backup (-want +got):\n%s", diff)
+	}
+	var gotR PrefixRestore
+	parse(t, restore.Args(), func(fs *flag.FlagSet) { gotR.Bind(fs, "/tmp") })
+	if diff := cmp.Diff(restore, gotR); diff != "" {
+		t.Errorf("prefix-restore (-want +got):\n%s", diff)
+	}
+	var gotV PrefixVerify
+	parse(t, verify.Args(), gotV.Bind)
+	if diff := cmp.Diff(verify, gotV); diff != "" {
+		t.Errorf("prefix-verify (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(NonRetriable(CommandBackup), NonRetriable(CommandPrefixBackup)); diff != "" {
+		t.Errorf("prefix-backup retries like backup (-want +got):\n%s", diff)
+	}
+}

@@ -103,7 +103,7 @@ func (c ExitCode) Reason() string {
 func (c ExitCode) Retriable(cmd Command) bool {
 	for _, e := range exitCodes {
 		if e.code == c {
-			return e.retry == retryAny || (e.retry == retryBackup && cmd == CommandBackup)
+			return e.retry == retryAny || (e.retry == retryBackup && (cmd == CommandBackup || cmd == CommandPrefixBackup))
 		}
 	}
 	return true

@@ -5,11 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime/debug"
-	"strings"
 
-	"kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/jobspec"
 	"kube-dc.com/etcd-backup/snapshot"
 	"kube-dc.com/etcd-backup/snapshot/prefix"
 )
@@ -22,38 +20,26 @@ import (
 // time (docs/benchmarks.md).
 const prefixBackupMemoryLimit = 64 << 20
 
-// prefixEtcdFlags registers the etcd connection flags of prefix-backup and prefix-restore.
-func prefixEtcdFlags(fs *flag.FlagSet, o *prefix.EtcdOptions, endpoints *string, etcdPrefix *string) {
-	fs.StringVar(etcdPrefix, "etcd-prefix", "", "the tenant kube-apiserver's --etcd-prefix, e.g. /registry or /<Kamaji schema>; the keys under <prefix>/ are the tenant's")
-	fs.StringVar(endpoints, "endpoints", "", "comma-separated etcd client URLs (https://...:2379)")
-	fs.StringVar(&o.CACert, "cacert", filepath.Join(v1alpha1.EtcdCertsMountPath, v1alpha1.EtcdCertsCAKey), "etcd CA bundle")
-	fs.StringVar(&o.Cert, "cert", filepath.Join(v1alpha1.EtcdCertsMountPath, v1alpha1.EtcdCertsCertKey), "etcd client certificate (the tenant's prefix-limited one where it exists)")
-	fs.StringVar(&o.Key, "key-file", filepath.Join(v1alpha1.EtcdCertsMountPath, v1alpha1.EtcdCertsKeyKey), "etcd client key")
-	fs.DurationVar(&o.DialTimeout, "dial-timeout", snapshot.DefaultDialTimeout, "etcd connection timeout")
+// etcdOptions are the etcd connection of a prefix subcommand's arguments.
+func etcdOptions(e jobspec.PrefixEtcd) prefix.EtcdOptions {
+	return prefix.EtcdOptions{Endpoints: e.Endpoints, CACert: e.CACert, Cert: e.Cert, Key: e.KeyFile, DialTimeout: e.DialTimeout}
 }
 
 // runPrefixBackup is the prefix-backup subcommand: stream the tenant's prefix to S3.
 func runPrefixBackup(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("prefix-backup", flag.ContinueOnError)
-	var o prefix.BackupOptions
-	var endpoints, termPath string
-	var retention int
-	fs.StringVar(&o.Cluster, "cluster", "", "tenant cluster name C; the key is C/C-<ts>.db")
-	prefixEtcdFlags(fs, &o.Etcd, &endpoints, &o.Prefix)
-	fs.IntVar(&retention, "retention-days", 7, "lifecycle expiration of the cluster's prefix in days; 0 leaves lifecycle rules alone")
-	fs.IntVar(&o.MinKeys, "min-keys", prefix.DefaultMinKeys, "fewest keys accepted; fewer exits 2 and uploads nothing")
-	fs.Int64Var(&o.PartSize, "part-size", snapshot.DefaultPartSize, "multipart part size in bytes (>= 5 MiB)")
-	fs.IntVar(&o.Concurrency, "concurrency", snapshot.DefaultConcurrency, "parts uploaded in parallel")
-	o.Location.Bind(fs)
+	fs := flag.NewFlagSet(string(jobspec.CommandPrefixBackup), flag.ContinueOnError)
+	var a jobspec.PrefixBackup
+	var termPath string
+	a.Bind(fs)
 	fs.StringVar(&termPath, "termination-message-path", snapshot.DefaultTerminationMessagePath, "where to write the one-line JSON result")
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
+	o := prefix.BackupOptions{Cluster: a.Cluster, Prefix: a.Etcd.Prefix, Etcd: etcdOptions(a.Etcd), Location: a.Location,
+		RetentionDays: int32(a.RetentionDays), MinKeys: a.MinKeys, PartSize: a.PartSize, Concurrency: a.Concurrency}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(prefixBackupMemoryLimit)
 	}
-	o.Etcd.Endpoints = splitList(endpoints)
-	o.RetentionDays = int32(retention)
 	o.Logger = newLogger(os.Stdout)
 	res, err := func() (*prefix.BackupResult, error) {
 		cred, err := snapshot.CredentialsFromEnv()
@@ -74,29 +60,21 @@ func runPrefixBackup(ctx context.Context, args []string) int {
 // runPrefixRestore is the prefix-restore subcommand: converge the tenant's prefix to a prefix
 // snapshot, or back to the pre-restore copy with --undo.
 func runPrefixRestore(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("prefix-restore", flag.ContinueOnError)
-	var o prefix.RestoreOptions
-	var endpoints, termPath string
-	var undo bool
-	fs.StringVar(&o.Cluster, "cluster", "", "tenant cluster name C")
-	fs.StringVar(&o.Key, "key", "", "prefix snapshot key C/C-<ts>.db (without the prefix)")
-	fs.StringVar(&o.Attempt, "attempt", "", "names this restore request, the same on every re-run of it; the pre-restore copy is C/pre-restore/<attempt>.db")
-	fs.BoolVar(&undo, "undo", false, "converge the prefix back to the attempt's pre-restore copy instead")
-	prefixEtcdFlags(fs, &o.Etcd, &endpoints, &o.Prefix)
-	fs.IntVar(&o.Limits.MaxTxnOps, "max-txn-ops", prefix.DefaultMaxTxnOps, "etcd's --max-txn-ops: operations per transaction")
-	fs.IntVar(&o.Limits.MaxRequestBytes, "max-request-bytes", prefix.DefaultMaxRequestBytes, "etcd's --max-request-bytes")
-	fs.StringVar(&o.WorkDir, "work-dir", os.TempDir(), "directory holding the downloaded snapshot while it is applied (needs its size free)")
-	fs.Int64Var(&o.PartSize, "part-size", snapshot.DefaultPartSize, "multipart part size of the pre-restore copy (>= 5 MiB)")
-	fs.IntVar(&o.Concurrency, "concurrency", snapshot.DefaultConcurrency, "parts of the pre-restore copy uploaded in parallel")
-	o.Location.Bind(fs)
+	fs := flag.NewFlagSet(string(jobspec.CommandPrefixRestore), flag.ContinueOnError)
+	var a jobspec.PrefixRestore
+	var termPath string
+	a.Bind(fs, os.TempDir())
 	fs.StringVar(&termPath, "termination-message-path", snapshot.DefaultTerminationMessagePath, "where to write the one-line JSON result")
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
+	undo := a.Undo
+	o := prefix.RestoreOptions{Cluster: a.Cluster, Key: a.Key, Prefix: a.Etcd.Prefix, Attempt: a.Attempt, Etcd: etcdOptions(a.Etcd),
+		Limits: prefix.Limits{MaxTxnOps: a.MaxTxnOps, MaxRequestBytes: a.MaxRequestBytes}, Location: a.Location,
+		PartSize: a.PartSize, Concurrency: a.Concurrency, WorkDir: a.WorkDir}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(prefixBackupMemoryLimit)
 	}
-	o.Etcd.Endpoints = splitList(endpoints)
 	o.Logger = newLogger(os.Stdout)
 	res, err := func() (*prefix.RestoreResult, error) {
 		cred, err := snapshot.CredentialsFromEnv()
@@ -122,17 +100,15 @@ func runPrefixRestore(ctx context.Context, args []string) int {
 
 // runPrefixVerify is the prefix-verify subcommand: download a prefix snapshot and check it.
 func runPrefixVerify(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("prefix-verify", flag.ContinueOnError)
-	var o prefix.VerifyOptions
+	fs := flag.NewFlagSet(string(jobspec.CommandPrefixVerify), flag.ContinueOnError)
+	var a jobspec.PrefixVerify
 	var termPath string
-	fs.StringVar(&o.Key, "key", "", "prefix snapshot key C/C-<ts>.db (without the prefix), or a pre-restore copy C/pre-restore/<attempt>.db")
-	fs.StringVar(&o.Cluster, "cluster", "", "when set, the snapshot must be this cluster's")
-	fs.StringVar(&o.Prefix, "etcd-prefix", "", "when set, the snapshot must hold this prefix")
-	o.Location.Bind(fs)
+	a.Bind(fs)
 	fs.StringVar(&termPath, "termination-message-path", snapshot.DefaultTerminationMessagePath, "where to write the one-line JSON result")
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
+	o := prefix.VerifyOptions{Key: a.Key, Cluster: a.Cluster, Prefix: a.Prefix, Location: a.Location}
 	o.Logger = newLogger(os.Stdout)
 	res, err := func() (*prefix.VerifyResult, error) {
 		cred, err := snapshot.CredentialsFromEnv()
@@ -194,15 +170,4 @@ func finishResult[R any](termPath string, res *R, err error, fill func(*snapshot
 		fmt.Fprintf(os.Stderr, "warning: failed to write the termination message to %s: %v\n", termPath, werr)
 	}
 	return int(snapshot.ExitSucceeded)
-}
-
-// splitList splits a comma-separated flag value, dropping empty items.
-func splitList(v string) []string {
-	var out []string
-	for _, s := range strings.Split(v, ",") {
-		if s = strings.TrimSpace(s); s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
 }

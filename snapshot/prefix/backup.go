@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/jobspec"
 	"kube-dc.com/etcd-backup/snapshot"
 )
 
@@ -25,7 +26,7 @@ const (
 
 // DefaultMinKeys is the fewest keys a backup accepts: a kube-apiserver always keeps some, so
 // an empty prefix is a wrong prefix or a failed read.
-const DefaultMinKeys = 1
+const DefaultMinKeys = jobspec.DefaultMinKeys
 
 // BackupOptions configure Backup.
 type BackupOptions struct {

@@ -10,13 +10,14 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"kube-dc.com/etcd-backup/jobspec"
 	"kube-dc.com/etcd-backup/snapshot"
 )
 
 // etcd's default request limits (--max-txn-ops, --max-request-bytes).
 const (
-	DefaultMaxTxnOps       = 128
-	DefaultMaxRequestBytes = 1536 * 1024
+	DefaultMaxTxnOps       = jobspec.DefaultMaxTxnOps
+	DefaultMaxRequestBytes = jobspec.DefaultMaxRequestBytes
 	// requestMargin is left under --max-request-bytes for what etcd wraps around a transaction
 	// (the raft request's header, the user name).
 	requestMargin = 4 << 10
