@@ -23,7 +23,8 @@ import (
 //  3. wait until the API server shows the Deployment at 0 replicas, reporting none, and none of
 //     its pods any more (a terminating API server could still write to etcd); DrainFailed at the
 //     deadline;
-//  4. record DS-etcd's replica count and enter StoppingEtcd.
+//  4. whole-etcd mode: record DS-etcd's replica count and enter StoppingEtcd; prefix mode: enter
+//     RestoringSnapshot (etcd stays up).
 func (e *Engine) draining(ctx context.Context, r *Restore) (step, error) {
 	w, err := e.workloads(ctx, r.Cluster)
 	if err != nil {
@@ -59,6 +60,14 @@ func (e *Engine) draining(ctx context.Context, r *Restore) (step, error) {
 		return e.wait(ctx, r, kdcv1alpha1.ReasonDrainFailed, fmt.Sprintf("Deployment %s did not scale to 0", klog.KObj(d)), status)
 	}
 	r.Driver.Note(r, fmt.Sprintf("Control plane drained: no pod of Deployment %s/%s left", w.ControlPlane.Namespace, w.ControlPlane.Name))
+	p, err := e.plan(ctx, r)
+	if err != nil {
+		return e.failOnMissing(ctx, r, err)
+	}
+	if p.Mode == ModePrefix {
+		// etcd stays up for everyone: the tenant's keys are converged through its API.
+		return e.enter(ctx, r, kdcv1alpha1.PhaseRestoringSnapshot, nil)
+	}
 	extra := map[string]string{}
 	if r.get(kdcv1alpha1.AnnotationRestoreEtcdReplicas) == "" {
 		extra[kdcv1alpha1.AnnotationRestoreEtcdReplicas] = strconv.Itoa(int(replicas(w.Etcd.Spec.Replicas)))

@@ -239,7 +239,11 @@ func (e *Engine) enter(ctx context.Context, r *Restore, phase kdcv1alpha1.Restor
 	}
 	r.Driver.Observe(Observation{Phase: from, Duration: r.now.Sub(since)})
 	r.log.Info("Restore phase", "from", from, "to", phase, "key", r.Key())
-	r.Driver.Event(r, corev1.EventTypeNormal, string(phase), fmt.Sprintf("Restore from %q: %s", r.Key(), phaseNote(phase)))
+	note := phaseNote(phase)
+	if p, err := r.recordedPlan(); err == nil && p.Mode == ModePrefix {
+		note = prefixPhaseNote(phase, p.EtcdPrefix)
+	}
+	r.Driver.Event(r, corev1.EventTypeNormal, string(phase), fmt.Sprintf("Restore from %q: %s", r.Key(), note))
 	return step{advanced: true}, nil
 }
 
@@ -260,6 +264,17 @@ func phaseNote(p kdcv1alpha1.RestorePhase) string {
 		return "etcd ready; starting the control plane with fresh pods"
 	}
 	return string(p)
+}
+
+// prefixPhaseNote says what a phase does in prefix mode, for its Event.
+func prefixPhaseNote(p kdcv1alpha1.RestorePhase, prefix string) string {
+	switch p {
+	case kdcv1alpha1.PhaseRestoringSnapshot:
+		return "control plane drained; converging the keys under " + prefix + "/ to the snapshot (etcd stays up for the other tenants)"
+	case kdcv1alpha1.PhaseStartingControlPlane:
+		return "the keys under " + prefix + "/ are the snapshot's; starting the control plane with fresh pods"
+	}
+	return phaseNote(p)
 }
 
 // wait returns the requeue until the current phase's deadline, or records failure reason when it

@@ -98,8 +98,12 @@ func (e *Engine) stopRestoreJob(ctx context.Context, r *Restore, rc *recovery) (
 		return step{}, true, nil
 	}
 	c := r.Cluster
+	p, err := e.plan(ctx, r)
+	if err != nil {
+		return step{}, false, err
+	}
 	job := &batchv1.Job{}
-	err := e.Client.Get(ctx, client.ObjectKey{Namespace: c.DataStoreNamespace(), Name: kdcv1alpha1.RestoreJobName(c.Name)}, job)
+	err = e.Client.Get(ctx, client.ObjectKey{Namespace: p.restoreJobNamespace(c), Name: kdcv1alpha1.RestoreJobName(c.Name)}, job)
 	if apierrors.IsNotFound(err) || (err == nil && job.Annotations[kdcv1alpha1.AnnotationRestoreAttempt] != r.Attempt()) {
 		return step{}, true, nil
 	}
@@ -134,9 +138,14 @@ func (e *Engine) stopRestoreJob(ctx context.Context, r *Restore, rc *recovery) (
 
 // rollBack is recovery step 2.
 func (e *Engine) rollBack(ctx context.Context, r *Restore, rc *recovery) (step, bool, error) {
+	if rc.failure.Reason == kdcv1alpha1.ReasonControlPlaneStartFailed || r.get(kdcv1alpha1.AnnotationRestoreRolledBack) != "" || rc.keepEtcdOff {
+		return step{}, true, nil
+	}
+	if p, err := e.plan(ctx, r); err == nil && p.Mode == ModePrefix {
+		return e.undoPrefix(ctx, r, rc, p)
+	}
 	swapped := r.get(kdcv1alpha1.AnnotationRestoreSwapped) == restoreTrue
-	if !swapped || rc.failure.Reason == kdcv1alpha1.ReasonControlPlaneStartFailed ||
-		r.get(kdcv1alpha1.AnnotationRestoreRolledBack) != "" || rc.sts == nil || rc.keepEtcdOff {
+	if !swapped || rc.sts == nil {
 		return step{}, true, nil
 	}
 	if err := e.scaleStatefulSet(ctx, r, rc.sts, 0); err != nil {
@@ -236,4 +245,29 @@ func (e *Engine) getIfExists(ctx context.Context, namespace, name string, obj cl
 // resumeControlPlane is recovery step 5.
 func (e *Engine) resumeControlPlane(ctx context.Context, r *Restore, _ *recovery) (step, bool, error) {
 	return step{}, true, e.resumeOwner(ctx, r)
+}
+
+// undoPrefix is recovery step 2 in prefix mode: once the restore Job may have written, the undo
+// Job converges the prefix back to the copy the restore kept before its first write (it does
+// nothing when no copy was made: nothing was written).
+func (e *Engine) undoPrefix(ctx context.Context, r *Restore, rc *recovery, p *Plan) (step, bool, error) {
+	if !r.SwapMayHaveBegun() {
+		return step{}, true, nil
+	}
+	job, out, err := e.ensureJob(ctx, r, JobRollback, p)
+	if err != nil {
+		return step{}, false, err
+	}
+	switch out {
+	case JobSucceeded:
+		r.Driver.Event(r, corev1.EventTypeNormal, "RolledBack", "Converged the keys under "+p.EtcdPrefix+"/ back to their content before the restore")
+		r.Driver.Note(r, "Rolled back: the tenant's keys are as before the restore")
+		return e.recordRollback(ctx, r, restoreTrue)
+	case JobFailed:
+		return e.recordRollback(ctx, r, rollbackFailedPrefix+e.failureDetail(ctx, job))
+	}
+	if res, wait := rc.waitOr(r, "the undo Job did not finish"); wait {
+		return res, false, nil
+	}
+	return e.recordRollback(ctx, r, rollbackFailedPrefix+"the undo Job did not finish")
 }

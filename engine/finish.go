@@ -24,10 +24,14 @@ import (
 //  4. clear restore-from and every bookkeeping key.
 func (e *Engine) finishSuccess(ctx context.Context, r *Restore) error {
 	c := r.Cluster
+	p, err := e.plan(ctx, r)
+	if err != nil {
+		return err
+	}
 	if err := e.startFreshBackup(ctx, r); err != nil {
 		return err
 	}
-	if err := e.deleteJob(ctx, c.DataStoreNamespace(), kdcv1alpha1.RestoreJobName(c.Name), metav1.DeletePropagationBackground); err != nil {
+	if err := e.deleteJob(ctx, p.restoreJobNamespace(c), kdcv1alpha1.RestoreJobName(c.Name), metav1.DeletePropagationBackground); err != nil {
 		return err
 	}
 	if err := e.deleteJob(ctx, c.Namespace, kdcv1alpha1.VerifyJobName(c.Name), metav1.DeletePropagationBackground); err != nil {
@@ -87,8 +91,28 @@ const (
 	rollbackFailedPrefix = "failed: "
 )
 
+// What happened to the tenant's keys in prefix mode, the last part of a failure message.
+const (
+	prefixOutcomeUnchanged    = "the tenant's keys were not changed; the control plane was started again on them"
+	prefixOutcomeUndone       = "the tenant's keys were converged back to their content before the restore and the control plane was started on them"
+	prefixOutcomeUndoFailed   = "the undo failed (%s); the tenant's keys may be partly restored, their content before the restore is kept in S3 (%s) and the control plane was started"
+	prefixOutcomeKeptRestored = "the tenant's keys are the snapshot's (no undo); the control plane did not become ready"
+)
+
 // dataOutcome says what happened to the data, from what the restore recorded.
 func dataOutcome(r *Restore, reason string) string {
+	if p, err := r.recordedPlan(); err == nil && p.Mode == ModePrefix && r.get(kdcv1alpha1.AnnotationRestoreControlPlaneReplicas) != "" {
+		rolledBack := r.get(kdcv1alpha1.AnnotationRestoreRolledBack)
+		switch {
+		case reason == kdcv1alpha1.ReasonControlPlaneStartFailed:
+			return prefixOutcomeKeptRestored
+		case !r.SwapMayHaveBegun():
+			return prefixOutcomeUnchanged
+		case rolledBack == restoreTrue:
+			return prefixOutcomeUndone
+		}
+		return fmt.Sprintf(prefixOutcomeUndoFailed, strings.TrimPrefix(rolledBack, rollbackFailedPrefix), r.Cluster.Name+"/pre-restore/<attempt>.db")
+	}
 	cpRecorded := r.get(kdcv1alpha1.AnnotationRestoreControlPlaneReplicas) != ""
 	swapped := r.get(kdcv1alpha1.AnnotationRestoreSwapped) == restoreTrue
 	rolledBack := r.get(kdcv1alpha1.AnnotationRestoreRolledBack)

@@ -25,6 +25,10 @@ const (
 	restoreDataVolume = "etcd-data"
 	// restoreTmpVolume is a writable /tmp under the read-only root filesystem.
 	restoreTmpVolume = "tmp"
+	// prefixCertsVolume and prefixWorkVolume are the prefix Jobs' etcd client certificate and
+	// the room for the snapshot they download.
+	prefixCertsVolume = "etcd-certs"
+	prefixWorkVolume  = "work"
 	// restoreVerifyBackoffLimit: the verify Job touches nothing, so retriable failures (S3
 	// unreachable) are retried; the others fail it at once (jobspec.NonRetriable).
 	restoreVerifyBackoffLimit int32 = 2
@@ -83,7 +87,17 @@ func jobLabels(c *kdcv1alpha1.KdcCluster) map[string]string {
 
 // jobArgs are the arguments of the Job of kind: the member as DS-etcd runs it, the revision bump
 // and mark-compacted (watchers and informers of the tenant re-list) for the restore.
-func jobArgs(kind JobKind, c *kdcv1alpha1.KdcCluster, p *Plan) []string {
+func jobArgs(kind JobKind, c *kdcv1alpha1.KdcCluster, p *Plan, attempt string) []string {
+	if p.Mode == ModePrefix {
+		etcd := jobspec.PrefixEtcd{Prefix: p.EtcdPrefix, Endpoints: p.EtcdEndpoints}
+		switch kind {
+		case JobVerify:
+			return jobspec.PrefixVerify{Key: p.Key, Cluster: c.Name, Prefix: p.EtcdPrefix, Location: p.Location}.Args()
+		case JobRollback:
+			return jobspec.PrefixRestore{Cluster: c.Name, Key: p.Key, Attempt: attempt, Undo: true, Etcd: etcd, WorkDir: jobspec.PrefixWorkDir, Location: p.Location}.Args()
+		}
+		return jobspec.PrefixRestore{Cluster: c.Name, Key: p.Key, Attempt: attempt, Etcd: etcd, WorkDir: jobspec.PrefixWorkDir, Location: p.Location}.Args()
+	}
 	switch kind {
 	case JobVerify:
 		return jobspec.Verify{Key: p.Key, Cluster: c.Name, Location: p.Location}.Args()
@@ -94,8 +108,14 @@ func jobArgs(kind JobKind, c *kdcv1alpha1.KdcCluster, p *Plan) []string {
 		MarkCompacted: true, TargetVersion: p.TargetVersion, Location: p.Location}.Args()
 }
 
-// command is the subcommand the Job of kind runs.
-func (k JobKind) command() jobspec.Command {
+// command is the subcommand the Job of kind runs in mode.
+func (k JobKind) command(mode Mode) jobspec.Command {
+	if mode == ModePrefix {
+		if k == JobVerify {
+			return jobspec.CommandPrefixVerify
+		}
+		return jobspec.CommandPrefixRestore
+	}
 	switch k {
 	case JobVerify:
 		return jobspec.CommandVerify
@@ -144,18 +164,30 @@ func BuildJob(kind JobKind, c *kdcv1alpha1.KdcCluster, p *Plan, attempt string) 
 	switch kind {
 	case JobVerify:
 		ns, name, backoff = c.Namespace, kdcv1alpha1.VerifyJobName(c.Name), restoreVerifyBackoffLimit
-		ctr.Args = jobArgs(kind, c, p)
+		ctr.Args = jobArgs(kind, c, p, attempt)
 		// Streams the object through its hashes: bounded buffers, no disk.
 		ctr.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")}
 	case JobRestore:
-		ctr.Args = jobArgs(kind, c, p)
+		ctr.Args = jobArgs(kind, c, p, attempt)
 		ttl = nil
 	case JobRollback:
 		name = kdcv1alpha1.RollbackJobName(c.Name)
-		ctr.Args = jobArgs(kind, c, p)
+		ctr.Args = jobArgs(kind, c, p, attempt)
 		ctr.Env = nil
 	}
-	if kind != JobVerify {
+	switch {
+	case kind == JobVerify:
+	case p.Mode == ModePrefix:
+		// Through the etcd API: the client certificate and room for the downloaded snapshot.
+		ns = p.JobNamespace
+		ctr.Env = jobspec.S3CredentialEnv(p.CredentialSecret)
+		ctr.VolumeMounts = append(ctr.VolumeMounts,
+			corev1.VolumeMount{Name: prefixCertsVolume, MountPath: kdcv1alpha1.EtcdCertsMountPath, ReadOnly: true},
+			corev1.VolumeMount{Name: prefixWorkVolume, MountPath: jobspec.PrefixWorkDir})
+		volumes = append(volumes,
+			corev1.Volume{Name: prefixCertsVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: p.EtcdCertSecret}}},
+			corev1.Volume{Name: prefixWorkVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
+	default:
 		ctr.VolumeMounts = append(ctr.VolumeMounts, corev1.VolumeMount{Name: restoreDataVolume, MountPath: kdcv1alpha1.EtcdDataMountPath})
 		volumes = append(volumes, corev1.Volume{Name: restoreDataVolume, VolumeSource: corev1.VolumeSource{
 			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: kdcv1alpha1.EtcdDataPVCName(c.DataStore())},
@@ -177,7 +209,7 @@ func BuildJob(kind JobKind, c *kdcv1alpha1.KdcCluster, p *Plan, attempt string) 
 				OnExitCodes: &batchv1.PodFailurePolicyOnExitCodesRequirement{
 					ContainerName: ptr.To(ContainerName),
 					Operator:      batchv1.PodFailurePolicyOnExitCodesOpIn,
-					Values:        jobspec.NonRetriable(kind.command()),
+					Values:        jobspec.NonRetriable(kind.command(p.Mode)),
 				},
 			}}},
 			Template: corev1.PodTemplateSpec{

@@ -8,9 +8,12 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	kamajiv1alpha1 "kube-dc.com/etcd-backup/api/kamaji/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 	"kube-dc.com/etcd-backup/jobspec"
 	"kube-dc.com/etcd-backup/location"
@@ -37,6 +40,25 @@ type Plan struct {
 	// ControlPlaneOwner is C-cp's controller when the restore must pause it (a Kamaji
 	// TenantControlPlane), else nil: a plain Deployment.
 	ControlPlaneOwner *Owner `json:"controlPlaneOwner,omitempty"`
+	// Mode is whole-etcd or prefix (ModeOf), and why.
+	Mode       Mode   `json:"mode"`
+	ModeReason string `json:"modeReason,omitempty"`
+	// EtcdPrefix, EtcdEndpoints, EtcdCertSecret and JobNamespace are set in prefix mode: the
+	// tenant's key prefix, DS-etcd's client URLs, the Secret of the client certificate and the
+	// namespace of that Secret, where the prefix Jobs run.
+	EtcdPrefix     string   `json:"etcdPrefix,omitempty"`
+	EtcdEndpoints  []string `json:"etcdEndpoints,omitempty"`
+	EtcdCertSecret string   `json:"etcdCertSecret,omitempty"`
+	JobNamespace   string   `json:"jobNamespace,omitempty"`
+}
+
+// restoreJobNamespace is where the restore and rollback Jobs run: beside the PVC, or in prefix
+// mode beside the client certificate.
+func (p *Plan) restoreJobNamespace(c *kdcv1alpha1.KdcCluster) string {
+	if p.Mode == ModePrefix {
+		return p.JobNamespace
+	}
+	return c.DataStoreNamespace()
 }
 
 // Workloads are the objects a restore drives: C-cp and DS-etcd.
@@ -60,8 +82,15 @@ func (e *Engine) Prepare(ctx context.Context, c *kdcv1alpha1.KdcCluster, key str
 	if ds == nil {
 		return nil, nil, DataStoreMissing(c.DataStoreNamespace(), c.DataStore())
 	}
-	if v := CheckDataStore(ds); v != nil {
-		return nil, nil, v
+	var users kdcv1alpha1.KdcClusterList
+	if err := e.Client.List(ctx, &users); err != nil {
+		return nil, nil, fmt.Errorf("failed to list the KdcClusters sharing datastore %s/%s: %w", ds.Namespace, ds.Name, err)
+	}
+	mode, why := ModeOf(c, ds, users.Items)
+	if mode == ModeWholeEtcd {
+		if v := CheckDataStore(ds); v != nil {
+			return nil, nil, v
+		}
 	}
 	w, err := e.workloads(ctx, c)
 	if err != nil {
@@ -85,6 +114,12 @@ func (e *Engine) Prepare(ctx context.Context, c *kdcv1alpha1.KdcCluster, key str
 		RunAs:             RunAsOf(&w.Etcd.Spec.Template.Spec),
 		TargetVersion:     ds.Spec.Etcd.Version,
 		ControlPlaneOwner: controlPlaneOwner(w.ControlPlane),
+	}
+	p.Mode, p.ModeReason = mode, why
+	if mode == ModePrefix {
+		if err := e.preparePrefix(ctx, c, w, p); err != nil {
+			return nil, nil, err
+		}
 	}
 	if p.Member, err = DeriveEtcdMember(w.Etcd); err != nil {
 		return nil, nil, &Violation{Reason: kdcv1alpha1.ReasonEtcdMemberUnknown,
@@ -168,4 +203,30 @@ func (e *Engine) workloads(ctx context.Context, c *kdcv1alpha1.KdcCluster) (*Wor
 		}
 	}
 	return w, nil
+}
+
+// preparePrefix resolves what prefix mode needs: the tenant's etcd prefix (a PrefixUnknown
+// Violation when it cannot be determined), DS-etcd's client URLs and the client certificate.
+func (e *Engine) preparePrefix(ctx context.Context, c *kdcv1alpha1.KdcCluster, w *Workloads, p *Plan) error {
+	var tcp *kamajiv1alpha1.TenantControlPlane
+	if o := p.ControlPlaneOwner; o != nil {
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(TenantControlPlaneKind)
+		if err := e.Live.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: o.Name}, u); err != nil {
+			return fmt.Errorf("failed to get %s: %w", o.ref(c.Namespace), err)
+		}
+		tcp = &kamajiv1alpha1.TenantControlPlane{}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, tcp); err != nil {
+			return fmt.Errorf("failed to read %s: %w", o.ref(c.Namespace), err)
+		}
+	}
+	prefix, err := EtcdPrefixOf(w.ControlPlane, tcp)
+	if err != nil {
+		return &Violation{Reason: kdcv1alpha1.ReasonPrefixUnknown, Field: RestoreFromField,
+			Detail: fmt.Sprintf("the datastore is shared (%s) and the tenant's etcd key prefix is unknown: %v; a restore of the whole etcd would roll every other tenant back", p.ModeReason, err)}
+	}
+	p.EtcdPrefix = prefix
+	p.EtcdEndpoints = EtcdEndpoints(w.Etcd)
+	p.EtcdCertSecret, p.JobNamespace = kdcv1alpha1.EtcdCertsSecretName(c.DataStore()), c.DataStoreNamespace()
+	return nil
 }

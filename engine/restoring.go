@@ -36,7 +36,7 @@ func (e *Engine) restoring(ctx context.Context, r *Restore) (step, error) {
 	c := r.Cluster
 	recorded := r.get(kdcv1alpha1.AnnotationRestoreJobUID)
 	if recorded != "" {
-		gone, err := e.jobGone(ctx, c.DataStoreNamespace(), kdcv1alpha1.RestoreJobName(c.Name), recorded)
+		gone, err := e.jobGone(ctx, p.restoreJobNamespace(c), kdcv1alpha1.RestoreJobName(c.Name), recorded)
 		if err != nil {
 			return step{}, err
 		}
@@ -65,8 +65,14 @@ func (e *Engine) restoring(ctx context.Context, r *Restore) (step, error) {
 		if ok {
 			extra[kdcv1alpha1.AnnotationRestoreRevision] = rev.String()
 		}
-		r.Driver.Note(r, "Snapshot restored into "+kdcv1alpha1.EtcdDataPVCName(c.DataStore())+" (the previous data is kept beside it)")
-		res, err := e.enter(ctx, r, kdcv1alpha1.PhaseStartingEtcd, extra)
+		next := kdcv1alpha1.PhaseStartingEtcd
+		if p.Mode == ModePrefix {
+			next = kdcv1alpha1.PhaseStartingControlPlane
+			r.Driver.Note(r, "The keys under "+p.EtcdPrefix+"/ are the snapshot's (the content before is kept in S3 until the restore ends)")
+		} else {
+			r.Driver.Note(r, "Snapshot restored into "+kdcv1alpha1.EtcdDataPVCName(c.DataStore())+" (the previous data is kept beside it)")
+		}
+		res, err := e.enter(ctx, r, next, extra)
 		if err == nil && ok {
 			r.log.Info("Restored revision", "revision", rev.Revision, "revisionBefore", rev.RevisionBefore, "bumpRevision", rev.BumpRevision, "restoredRevision", rev.RestoredRevision)
 			r.Driver.Event(r, corev1.EventTypeNormal, revisionEventReason, "Restore from \""+r.Key()+"\": "+rev.Describe())

@@ -34,8 +34,6 @@ const (
 	backupContainerName = "backup"
 	// backupCertsVolumeName is the volume of the DS-etcd-certs Secret.
 	backupCertsVolumeName = "etcd-certs"
-	// backupEtcdClientPort is etcd's client port when the StatefulSet names none.
-	backupEtcdClientPort int32 = 2379
 )
 
 // backupInputs is everything the CronJob depends on besides the KdcCluster itself, resolved by

@@ -122,3 +122,18 @@ func KamajiControlPlane(objs []client.Object, paused bool) []client.Object {
 	}
 	return objs
 }
+
+// SharedDataStore makes the datastore among objs shared: another KdcCluster uses it, and it runs
+// replicas members.
+func SharedDataStore(objs []client.Object, replicas int32) []client.Object {
+	for _, o := range objs {
+		switch t := o.(type) {
+		case *kdcv1alpha1.KdcClusterDatastore:
+			t.Spec.Etcd.Replicas = replicas
+			t.Status.ReferenceCount = 2
+		case *appsv1.StatefulSet:
+			t.Spec.Replicas = ptr.To(replicas)
+		}
+	}
+	return append(objs, Cluster(NS, "other", DS, nil))
+}

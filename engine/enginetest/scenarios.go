@@ -32,7 +32,29 @@ func Scenarios() []Scenario {
 	kamaji := func(paused bool) func([]client.Object) []client.Object {
 		return func(objs []client.Object) []client.Object { return KamajiControlPlane(objs, paused) }
 	}
+	shared := func(replicas int32) func([]client.Object) []client.Object {
+		return func(objs []client.Object) []client.Object { return SharedDataStore(objs, replicas) }
+	}
 	return []Scenario{
+		{
+			Golden: "prefix-success", Name: "Shared datastore: the tenant's prefix is restored, etcd stays up",
+			Objects:     shared(1),
+			WantMessage: `Restore from "` + Key + `" complete`,
+			WantCP:      2, WantEtcd: 1, WantJobs: []string{"prod-etcd-backup-rf0062daa"},
+		},
+		{
+			Golden: "prefix-three-members", Name: "Shared datastore of 3 members: admitted in prefix mode",
+			Objects:     shared(3),
+			WantMessage: `Restore from "` + Key + `" complete`,
+			WantCP:      2, WantEtcd: 3, WantJobs: []string{"prod-etcd-backup-rf0062daa"},
+		},
+		{
+			Golden: "prefix-restore-job-failed", Name: "Shared datastore: a failed prefix restore is undone",
+			Objects:     shared(1),
+			Setup:       func(w *World) { w.JobExit[restore] = 9 },
+			WantMessage: `Restore from "` + Key + `" failed (RestoreJobFailed): Job tenant/prod-etcd-restore: scripted failure of prod-etcd-restore (Integrity, exit code 9); the tenant's keys were converged back to their content before the restore and the control plane was started on them`,
+			WantCP:      2, WantEtcd: 1, WantJobs: []string{restore, rollback, verify},
+		},
 		{
 			Golden: "kamaji-success", Name: "Kamaji owns the control plane: paused, drained, resumed",
 			Objects:     kamaji(false),
