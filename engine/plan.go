@@ -230,3 +230,15 @@ func (e *Engine) preparePrefix(ctx context.Context, c *kdcv1alpha1.KdcCluster, w
 	p.EtcdCertSecret, p.JobNamespace = kdcv1alpha1.EtcdCertsSecretName(c.DataStore()), c.DataStoreNamespace()
 	return nil
 }
+
+// WholeEtcdRestoreRunning reports whether the annotations show a running restore that replaces
+// the whole etcd: any running restore whose recorded plan is not in prefix mode (one without a
+// plan yet counts, to be safe).
+func WholeEtcdRestoreRunning(annotations map[string]string) bool {
+	if !kdcv1alpha1.RestoreRunning(annotations) {
+		return false
+	}
+	r := &Restore{Record: annotations}
+	p, err := r.recordedPlan()
+	return err != nil || p.Mode != ModePrefix
+}

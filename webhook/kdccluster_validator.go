@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/engine"
 )
 
 // +kubebuilder:webhook:path=/validate-k8s-kube-dc-com-v1alpha1-kdccluster,mutating=false,failurePolicy=fail,sideEffects=None,groups=k8s.kube-dc.com,resources=kdcclusters,verbs=create;update;delete,versions=v1alpha1,name=vkdccluster.k8s.kube-dc.com,admissionReviewVersions=v1,timeoutSeconds=5,patch=`{"matchConditions":[{"name":"restore-annotations-or-spec-changed","expression":"request.operation != 'UPDATE' || has(object.spec) != has(oldObject.spec) || (has(object.spec) && object.spec != oldObject.spec) || (has(object.metadata.annotations) && object.metadata.annotations.exists(k, k.startsWith('kube-dc.com/restore-') && (!has(oldObject.metadata.annotations) || !(k in oldObject.metadata.annotations) || oldObject.metadata.annotations[k] != object.metadata.annotations[k]))) || (has(oldObject.metadata.annotations) && oldObject.metadata.annotations.exists(k, k.startsWith('kube-dc.com/restore-') && (!has(object.metadata.annotations) || !(k in object.metadata.annotations))))"}]}`
@@ -91,6 +92,12 @@ func (v *KdcClusterValidator) validate(ctx context.Context, oldC, c *kdcv1alpha1
 		errs = append(errs, ValidateBackupSpec(field.NewPath("spec", "backup"), &c.Spec.Backup)...)
 	}
 
+	attachErrs, err := v.validateAttach(ctx, oldC, c)
+	if err != nil {
+		return err
+	}
+	errs = append(errs, attachErrs...)
+
 	requestErrs, newRequest, err := v.validateRestoreRequest(ctx, oldAnnotations, c, isController)
 	if err != nil {
 		return err
@@ -148,5 +155,27 @@ func (v *KdcClusterValidator) validateRestoreRequest(ctx context.Context, oldAnn
 	if ds == nil {
 		return append(errs, ValidateDataStoreFound(fldPath, namespace, name)...), true, nil
 	}
+	users, err := v.DataStores.DataStoreUsers(ctx, types.NamespacedName{Namespace: namespace, Name: name})
+	if err != nil {
+		return nil, true, apierrors.NewInternalError(err)
+	}
+	if mode, _ := engine.ModeOf(c, ds, users); mode == engine.ModePrefix {
+		// The member count does not matter to a restore of the tenant's prefix (docs/restore.md).
+		return errs, true, nil
+	}
 	return append(errs, ValidateDataStoreForRestore(fldPath, ds)...), true, nil
+}
+
+// validateAttach refuses to attach c to a datastore (create, or a new spec.dataStore) while a
+// whole-etcd restore of that datastore runs: the restore would roll the new cluster back too.
+func (v *KdcClusterValidator) validateAttach(ctx context.Context, oldC, c *kdcv1alpha1.KdcCluster) (field.ErrorList, error) {
+	name, namespace := c.DataStore(), c.DataStoreNamespace()
+	if name == "" || (oldC != nil && oldC.DataStore() == name && oldC.DataStoreNamespace() == namespace) {
+		return nil, nil
+	}
+	users, err := v.DataStores.DataStoreUsers(ctx, types.NamespacedName{Namespace: namespace, Name: name})
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	return ValidateNoWholeEtcdRestore(field.NewPath("spec", "dataStore"), c, users), nil
 }

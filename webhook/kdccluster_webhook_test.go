@@ -26,14 +26,19 @@ const controllerUser = "system:serviceaccount:kdc:manager"
 
 var testNow = time.Date(2026, 1, 1, 3, 0, 0, 0, time.UTC)
 
-// fakeDataStores returns its datastores by key, or err.
+// fakeDataStores returns its datastores and their users by key, or err.
 type fakeDataStores struct {
 	stores map[types.NamespacedName]*kdcv1alpha1.KdcClusterDatastore
+	users  map[types.NamespacedName][]kdcv1alpha1.KdcCluster
 	err    error
 }
 
 func (f fakeDataStores) GetDataStore(_ context.Context, key types.NamespacedName) (*kdcv1alpha1.KdcClusterDatastore, error) {
 	return f.stores[key], f.err
+}
+
+func (f fakeDataStores) DataStoreUsers(_ context.Context, key types.NamespacedName) ([]kdcv1alpha1.KdcCluster, error) {
+	return f.users[key], f.err
 }
 
 // clusterBuilder builds KdcCluster fixtures.
@@ -62,6 +67,12 @@ func (b *clusterBuilder) schedule(s string) *clusterBuilder {
 }
 
 func (b *clusterBuilder) obj() *kdcv1alpha1.KdcCluster { return b.c.DeepCopy() }
+
+// named renames the cluster of b.
+func named(b *clusterBuilder, name string) *clusterBuilder {
+	b.c.Name = name
+	return b
+}
 
 func requestContext(op admissionv1.Operation, user string, oldObj runtime.Object) context.Context {
 	req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
@@ -159,6 +170,19 @@ func TestKdcClusterValidator(t *testing.T) {
 		{name: "controller cannot set an invalid key", user: controllerUser, old: cluster().obj(), new: cluster().annotations(map[string]string{kdcv1alpha1.AnnotationRestoreFrom: "../x"}).obj(), want: []cause{
 			from(field.ErrorTypeInvalid, kdcv1alpha1.ReasonInvalidKey)}},
 		{name: "datastore lookup fails", old: cluster().obj(), new: cluster().annotations(stamped).obj(), stores: fakeDataStores{err: errors.New("boom")}, wantErr: true},
+		{name: "shared datastore of 3 members: admitted in prefix mode", old: cluster().dataStore("ds3").obj(), new: cluster().dataStore("ds3").annotations(stamped).obj(),
+			stores: fakeDataStores{stores: stores.stores, users: map[types.NamespacedName][]kdcv1alpha1.KdcCluster{
+				{Namespace: "ns", Name: "ds3"}: {*cluster().dataStore("ds3").obj(), *named(cluster().dataStore("ds3"), "c2").obj()}}}},
+		{name: "attach while a whole-etcd restore of the datastore runs", new: named(cluster(), "c2").obj(),
+			stores: fakeDataStores{stores: stores.stores, users: map[types.NamespacedName][]kdcv1alpha1.KdcCluster{
+				{Namespace: "ns", Name: "ds"}: {*cluster().annotations(restoring(kdcv1alpha1.PhaseRestoringSnapshot)).obj()}}},
+			want: []cause{{field.ErrorTypeForbidden, "spec.dataStore", kdcv1alpha1.ReasonDataStoreInUse}}},
+		{name: "attach while a prefix restore of a co-tenant runs", new: named(cluster(), "c2").obj(),
+			stores: fakeDataStores{stores: stores.stores, users: map[types.NamespacedName][]kdcv1alpha1.KdcCluster{
+				{Namespace: "ns", Name: "ds"}: {*cluster().annotations(with(restoring(kdcv1alpha1.PhaseRestoringSnapshot), kdcv1alpha1.AnnotationRestorePlan, `{"mode":"prefix"}`)).obj()}}}},
+		{name: "an update that keeps the datastore is not an attach", old: named(cluster(), "c2").obj(), new: named(cluster(), "c2").annotations(map[string]string{"x": "y"}).obj(),
+			stores: fakeDataStores{stores: stores.stores, users: map[types.NamespacedName][]kdcv1alpha1.KdcCluster{
+				{Namespace: "ns", Name: "ds"}: {*cluster().annotations(restoring(kdcv1alpha1.PhaseRestoringSnapshot)).obj()}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

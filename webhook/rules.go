@@ -36,6 +36,7 @@ var reasons = []string{
 	kdcv1alpha1.ReasonRestoreInProgress,
 	kdcv1alpha1.ReasonProtectedAnnotation,
 	kdcv1alpha1.ReasonInvalidBackupSpec,
+	kdcv1alpha1.ReasonDataStoreInUse,
 }
 
 // detail is the detail of an error: its reason, a colon and the message.
@@ -349,4 +350,21 @@ func ValidateDataStoreReplicas(fldPath *field.Path, oldReplicas, newReplicas int
 	return field.ErrorList{field.Forbidden(fldPath, detail(kdcv1alpha1.ReasonRestoreInProgress,
 		"cannot change etcd replicas from %d to %d while a restore of %s runs; wait until it ends, then change them",
 		oldReplicas, newReplicas, strings.Join(restoring, ", ")))}
+}
+
+// ValidateNoWholeEtcdRestore is DataStoreInUse: a KdcCluster may not be attached to a datastore
+// on which a whole-etcd restore of another cluster runs (engine.WholeEtcdRestoreOn).
+func ValidateNoWholeEtcdRestore(fldPath *field.Path, c *kdcv1alpha1.KdcCluster, users []kdcv1alpha1.KdcCluster) field.ErrorList {
+	for i := range users {
+		u := &users[i]
+		if u.Namespace == c.Namespace && u.Name == c.Name {
+			continue
+		}
+		if engine.WholeEtcdRestoreRunning(u.Annotations) {
+			return field.ErrorList{field.Forbidden(fldPath, detail(kdcv1alpha1.ReasonDataStoreInUse,
+				"KdcCluster %s/%s restores the whole etcd of KdcClusterDatastore %s/%s (%s); a cluster attached now would be rolled back with it. Wait until that restore ends, then try again",
+				u.Namespace, u.Name, c.DataStoreNamespace(), c.DataStore(), describeRestore(u.Annotations)))}
+		}
+	}
+	return nil
 }
