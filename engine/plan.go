@@ -210,14 +210,9 @@ func (e *Engine) workloads(ctx context.Context, c *kdcv1alpha1.KdcCluster) (*Wor
 func (e *Engine) preparePrefix(ctx context.Context, c *kdcv1alpha1.KdcCluster, w *Workloads, p *Plan) error {
 	var tcp *kamajiv1alpha1.TenantControlPlane
 	if o := p.ControlPlaneOwner; o != nil {
-		u := &unstructured.Unstructured{}
-		u.SetGroupVersionKind(TenantControlPlaneKind)
-		if err := e.Live.Get(ctx, client.ObjectKey{Namespace: c.Namespace, Name: o.Name}, u); err != nil {
-			return fmt.Errorf("failed to get %s: %w", o.ref(c.Namespace), err)
-		}
-		tcp = &kamajiv1alpha1.TenantControlPlane{}
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, tcp); err != nil {
-			return fmt.Errorf("failed to read %s: %w", o.ref(c.Namespace), err)
+		var err error
+		if tcp, err = GetTenantControlPlane(ctx, e.Live, c.Namespace, o.Name); err != nil {
+			return err
 		}
 	}
 	prefix, err := EtcdPrefixOf(w.ControlPlane, tcp)
@@ -241,4 +236,18 @@ func WholeEtcdRestoreRunning(annotations map[string]string) bool {
 	r := &Restore{Record: annotations}
 	p, err := r.recordedPlan()
 	return err != nil || p.Mode != ModePrefix
+}
+
+// GetTenantControlPlane reads a TenantControlPlane through any reader, whatever its scheme knows.
+func GetTenantControlPlane(ctx context.Context, r client.Reader, namespace, name string) (*kamajiv1alpha1.TenantControlPlane, error) {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(TenantControlPlaneKind)
+	if err := r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, u); err != nil {
+		return nil, fmt.Errorf("failed to get TenantControlPlane %s/%s: %w", namespace, name, err)
+	}
+	tcp := &kamajiv1alpha1.TenantControlPlane{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, tcp); err != nil {
+		return nil, fmt.Errorf("failed to read TenantControlPlane %s/%s: %w", namespace, name, err)
+	}
+	return tcp, nil
 }

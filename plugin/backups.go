@@ -18,6 +18,7 @@ import (
 	"k8s.io/cli-runtime/pkg/printers"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/engine"
 	"kube-dc.com/etcd-backup/snapshot"
 )
 
@@ -62,6 +63,8 @@ type Snapshot struct {
 	S3ChecksumSHA256 string `json:"s3ChecksumSHA256,omitempty"`
 	// Problem says why Checksum is invalid.
 	Problem string `json:"problem,omitempty"`
+	// Mode is whole-etcd (an etcd snapshot) or prefix (one tenant's keys of a shared datastore).
+	Mode string `json:"mode,omitempty"`
 }
 
 // snapshotList is the -o json/yaml document of `kubectl kdc backups`.
@@ -166,6 +169,10 @@ func applyStat(s *Snapshot, stat *snapshot.ObjectStat) {
 	s.Size, s.Revision, s.EtcdVersion = stat.Size, stat.Revision, stat.EtcdVersion
 	s.SHA256, s.S3ChecksumSHA256 = stat.TagSHA256, stat.S3ChecksumSHA256
 	s.Checksum = checksumState(stat.S3ChecksumSHA256 != "", stat.TagSHA256 != "")
+	s.Mode = string(engine.ModeWholeEtcd)
+	if stat.Format != "" {
+		s.Mode = string(engine.ModePrefix)
+	}
 }
 
 // checksumState is the CHECKSUM state of an object that passed the pre-download checks.
@@ -285,7 +292,7 @@ func printSnapshotTable(w io.Writer, items []Snapshot, now time.Time, wide, noHe
 	if !noHeaders {
 		header := "KEY\tTIME\tAGE\tSIZE\tREVISION\tCHECKSUM"
 		if wide {
-			header += "\tETCD VERSION\tOBJECT"
+			header += "\tMODE\tETCD VERSION\tOBJECT"
 		}
 		fmt.Fprintln(tw, header)
 	}
@@ -310,7 +317,11 @@ func snapshotRow(s Snapshot, now time.Time, wide bool, bucket string) []string {
 		if version == "" {
 			version = "<none>"
 		}
-		row = append(row, version, "s3://"+bucket+"/"+s.ObjectKey)
+		mode := s.Mode
+		if mode == "" {
+			mode = "<unknown>"
+		}
+		row = append(row, mode, version, "s3://"+bucket+"/"+s.ObjectKey)
 	}
 	return row
 }

@@ -150,7 +150,7 @@ func TestPrintSnapshotTable(t *testing.T) {
 	now := time.Date(2026, 1, 3, 2, 0, 0, 0, time.UTC)
 	items := []Snapshot{
 		{Key: "prod/prod-20260103T013000Z.db", Time: time.Date(2026, 1, 3, 1, 30, 0, 0, time.UTC), ObjectKey: "p/prod/prod-20260103T013000Z.db",
-			Size: 20<<20 + 32, Revision: 123456, EtcdVersion: "3.6.16", Checksum: "sha256"},
+			Size: 20<<20 + 32, Revision: 123456, EtcdVersion: "3.6.16", Checksum: "sha256", Mode: "prefix"},
 		{Key: "prod/prod-20260101T020000Z.db", Time: time.Date(2026, 1, 1, 2, 0, 0, 0, time.UTC), ObjectKey: "p/prod/prod-20260101T020000Z.db",
 			Size: 24608, Checksum: "missing"},
 	}
@@ -167,8 +167,8 @@ func TestPrintSnapshotTable(t *testing.T) {
 	}, {
 		name: "wide", wide: true, noHeaders: true,
 		want: "" +
-			"prod/prod-20260103T013000Z.db   2026-01-03T01:30:00Z   30m   20MiB   123456   sha256    3.6.16   s3://b/p/prod/prod-20260103T013000Z.db\n" +
-			"prod/prod-20260101T020000Z.db   2026-01-01T02:00:00Z   2d    24KiB   <none>   missing   <none>   s3://b/p/prod/prod-20260101T020000Z.db\n",
+			"prod/prod-20260103T013000Z.db   2026-01-03T01:30:00Z   30m   20MiB   123456   sha256    prefix      3.6.16   s3://b/p/prod/prod-20260103T013000Z.db\n" +
+			"prod/prod-20260101T020000Z.db   2026-01-01T02:00:00Z   2d    24KiB   <none>   missing   <unknown>   <none>   s3://b/p/prod/prod-20260101T020000Z.db\n",
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer

@@ -56,7 +56,9 @@ type ClusterStatus struct {
 	// spread the fleet's backups ("" when the CronJob is not readable).
 	ScheduleOffset string `json:"scheduleOffset,omitempty"`
 	// BackupJob is Waiting while a backup Job waits for its turn, Running while one runs.
-	BackupJob      string     `json:"backupJob,omitempty"`
+	BackupJob string `json:"backupJob,omitempty"`
+	// Mode is how the backups run: whole-etcd (dedicated datastore) or prefix (shared one).
+	Mode           string     `json:"mode,omitempty"`
 	LastBackupKey  string     `json:"lastBackupKey,omitempty"`
 	LastBackupTime *time.Time `json:"lastBackupTime,omitempty"`
 	// Restore is the running restore phase, else the outcome of the last restore
@@ -74,6 +76,7 @@ func assessCluster(c *kdcv1alpha1.KdcCluster, run backupRun, now time.Time) Clus
 		Schedule:       cmp.Or(run.Schedule, c.BackupSchedule()),
 		ScheduleOffset: run.Offset,
 		BackupJob:      run.Job,
+		Mode:           run.Mode,
 		LastBackupKey:  c.Status.LatestBackupKey,
 	}
 	if t := c.Status.LatestBackupTime; t != nil {
@@ -220,7 +223,7 @@ func (o *Options) clusterStatuses(ctx context.Context, all bool, names []string)
 
 // backupRun is what a cluster's CronJob and Jobs tell: the schedule it runs on and whether a
 // backup Job waits for its turn or runs.
-type backupRun struct{ Schedule, Offset, Job string }
+type backupRun struct{ Schedule, Offset, Job, Mode string }
 
 // backupRuns reads the backup CronJobs and Jobs in scope. They only add to what the KdcClusters
 // say, so a user who may not list them still gets the table (with the spec's schedules).
@@ -236,6 +239,7 @@ func (o *Options) backupRuns(ctx context.Context, c client.Client, opts []client
 			cj := &cjs.Items[i]
 			r := runs[key(cj)]
 			r.Schedule, r.Offset = cj.Spec.Schedule, cj.Annotations[kdcv1alpha1.AnnotationBackupScheduleOffset]
+			r.Mode = cj.Annotations[kdcv1alpha1.AnnotationBackupMode]
 			runs[key(cj)] = r
 		}
 	}
@@ -279,7 +283,7 @@ func printStatusTable(out io.Writer, rows []ClusterStatus, withNamespace bool, n
 	if withNamespace {
 		fmt.Fprint(w, "NAMESPACE\t")
 	}
-	fmt.Fprintln(w, "NAME\tHEALTH\tBACKUP\tLAST BACKUP\tSCHEDULE\tBACKUP JOB\tRESTORE")
+	fmt.Fprintln(w, "NAME\tHEALTH\tBACKUP\tLAST BACKUP\tSCHEDULE\tMODE\tBACKUP JOB\tRESTORE")
 	var attention []ClusterStatus
 	for _, r := range rows {
 		if withNamespace {
@@ -289,7 +293,7 @@ func printStatusTable(out io.Writer, rows []ClusterStatus, withNamespace bool, n
 		if r.LastBackupTime != nil {
 			last = duration.HumanDuration(now.Sub(*r.LastBackupTime))
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Health, orNone(r.BackupReason), last, r.Schedule, orNone(r.BackupJob), orNone(r.Restore))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, r.Health, orNone(r.BackupReason), last, r.Schedule, orNone(r.Mode), orNone(r.BackupJob), orNone(r.Restore))
 		if r.Health.needsAttention() {
 			attention = append(attention, r)
 		}

@@ -89,7 +89,7 @@ func TestAssessCluster(t *testing.T) {
 
 func TestPrintStatusTable(t *testing.T) {
 	rows := []ClusterStatus{
-		assessCluster(testCluster("zeta", withBackupReady("True", kdcv1alpha1.ReasonBackupSucceeded, "", testNow.Add(-5*time.Hour))), backupRun{"37 2 * * *", "37m0s", "Waiting"}, testNow),
+		assessCluster(testCluster("zeta", withBackupReady("True", kdcv1alpha1.ReasonBackupSucceeded, "", testNow.Add(-5*time.Hour))), backupRun{"37 2 * * *", "37m0s", "Waiting", "prefix"}, testNow),
 		assessCluster(testCluster("alpha", withBackupReady("False", kdcv1alpha1.ReasonBackupFailed, "Backup Job zeta-etcd-backup-1 failed (exit 8)", testNow.Add(-26*time.Hour))), backupRun{}, testNow),
 	}
 	sortStatuses(rows)
@@ -97,9 +97,9 @@ func TestPrintStatusTable(t *testing.T) {
 	if err := printStatusTable(&out, rows, false, testNow); err != nil {
 		t.Fatal(err)
 	}
-	want := `NAME    HEALTH    BACKUP            LAST BACKUP   SCHEDULE     BACKUP JOB   RESTORE
-alpha   Failing   BackupFailed      26h           0 2 * * *    <none>       <none>
-zeta    OK        BackupSucceeded   5h            37 2 * * *   Waiting      <none>
+	want := `NAME    HEALTH    BACKUP            LAST BACKUP   SCHEDULE     MODE     BACKUP JOB   RESTORE
+alpha   Failing   BackupFailed      26h           0 2 * * *    <none>   <none>       <none>
+zeta    OK        BackupSucceeded   5h            37 2 * * *   prefix   Waiting      <none>
 
 1 of 2 clusters need attention:
   team-a/alpha: Failing (BackupFailed): Backup Job zeta-etcd-backup-1 failed (exit 8)

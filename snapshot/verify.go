@@ -95,21 +95,6 @@ func (i *ObjectInfo) ChecksumState() string {
 	return i.Checksum.String()
 }
 
-// statObject reads the object's size, checksum, metadata and sha256 tag without downloading it
-// (HEAD and the tags, in parallel).
-func statObject(ctx context.Context, c *s3.Client, loc S3Location, objectKey string) (*ObjectInfo, error) {
-	tags := readTags(ctx, c, loc, objectKey)
-	head, err := c.HeadObject(ctx, &s3.HeadObjectInput{
-		Bucket:       aws.String(loc.Bucket),
-		Key:          aws.String(objectKey),
-		ChecksumMode: types.ChecksumModeEnabled,
-	})
-	if err != nil {
-		return nil, notFoundError(ctx, c, loc, objectKey, s3Error("read", loc, objectKey, err))
-	}
-	return newObjectInfo(loc, objectKey, aws.ToInt64(head.ContentLength), aws.ToString(head.ChecksumSHA256), head.Metadata, tags)
-}
-
 // OpenObject starts the download of the object: one GET, whose headers carry everything HEAD
 // would (size, checksum, metadata), with the tags read in parallel. The caller reads and closes
 // body, which newObjectInfo's checks have passed.

@@ -72,6 +72,11 @@ const (
 	AnnotationBackupSchedule       = "k8s.kube-dc.com/backup-schedule"
 	AnnotationBackupScheduleOffset = "k8s.kube-dc.com/backup-schedule-offset"
 	AnnotationBackupScheduleNote   = "k8s.kube-dc.com/backup-schedule-note"
+	// AnnotationBackupMode and AnnotationBackupEtcdPrefix are set on the backup CronJob
+	// (controller): "whole-etcd" (an etcd snapshot of a dedicated datastore) or "prefix" (the
+	// tenant's keys only, on a shared datastore) and, in prefix mode, the tenant's etcd prefix.
+	AnnotationBackupMode       = "k8s.kube-dc.com/backup-mode"
+	AnnotationBackupEtcdPrefix = "k8s.kube-dc.com/backup-etcd-prefix"
 
 	// AnnotationRestartedAt is set on C-cp's pod template when the control plane is started after a
 	// restore, so it comes back with fresh pods (a rollout). Written by the restore controller with

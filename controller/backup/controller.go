@@ -31,8 +31,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	kamajiv1alpha1 "kube-dc.com/etcd-backup/api/kamaji/v1alpha1"
 	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/engine"
 	"kube-dc.com/etcd-backup/jobspec"
 )
 
@@ -225,7 +227,13 @@ func (r *Reconciler) resolveBackupPlan(ctx context.Context, c *kdcv1alpha1.KdcCl
 			"The etcd StatefulSet %s of datastore %q does not exist; check status.dataStoreName and spec.dataStore.namespace", stsKey, ds), nil
 	}
 
+	mode, prefix, reason, msg, err := r.backupMode(ctx, c, sts)
+	if err != nil || reason != "" {
+		return nil, reason, msg, err
+	}
 	in := backupInputs{
+		Mode:             mode,
+		EtcdPrefix:       prefix,
 		Image:            r.Options.Image,
 		EtcdEndpoints:    backupEtcdEndpoints(sts),
 		S3Endpoint:       loc.Endpoint,
@@ -602,6 +610,10 @@ func Setup(mgr ctrl.Manager, o Options) error {
 		Watches(&obcv1alpha1.ObjectBucketClaim{}, clustersInNamespace,
 			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == kdcv1alpha1.ObjectBucketClaimName }))).
 		Watches(&appsv1.StatefulSet{}, handler.EnqueueRequestsFromMapFunc(r.clustersOfStatefulSet), builder.WithPredicates(backupStatefulSetChanged())).
+		// A cluster joining or leaving a datastore, or its referenceCount, can switch the co-tenants'
+		// backups between whole-etcd and prefix mode.
+		Watches(&kdcv1alpha1.KdcCluster{}, handler.EnqueueRequestsFromMapFunc(r.clustersOfSameDataStore), builder.WithPredicates(backupDataStoreMembershipChanged())).
+		Watches(&kdcv1alpha1.KdcClusterDatastore{}, handler.EnqueueRequestsFromMapFunc(r.clustersOfDataStore), builder.WithPredicates(backupReferenceCountChanged())).
 		WatchesRawSource(source.Kind(cmCache, client.Object(&corev1.ConfigMap{}), handler.EnqueueRequestsFromMapFunc(r.clustersInNamespace))).
 		Complete(r)
 }
@@ -700,4 +712,94 @@ func backupRequests(list *kdcv1alpha1.KdcClusterList) []reconcile.Request {
 		out = append(out, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
 	}
 	return out
+}
+
+// backupMode decides whole-etcd or prefix backups (engine.ModeOf) and, in prefix mode, the
+// tenant's etcd prefix; a prefix that cannot be determined closes the gate with PrefixUnknown,
+// never a backup of everyone's keys.
+func (r *Reconciler) backupMode(ctx context.Context, c *kdcv1alpha1.KdcCluster, sts *appsv1.StatefulSet) (engine.Mode, string, string, string, error) {
+	ds := &kdcv1alpha1.KdcClusterDatastore{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: c.DataStoreNamespace(), Name: c.DataStore()}, ds); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return "", "", "", "", fmt.Errorf("failed to get KdcClusterDatastore %s/%s: %w", c.DataStoreNamespace(), c.DataStore(), err)
+		}
+		ds = nil
+	}
+	users := &kdcv1alpha1.KdcClusterList{}
+	if err := r.List(ctx, users, client.MatchingFields{backupDataStoreIndex: c.DataStoreNamespace() + "/" + c.DataStore()}); err != nil {
+		return "", "", "", "", fmt.Errorf("failed to list the KdcClusters of datastore %s/%s: %w", c.DataStoreNamespace(), c.DataStore(), err)
+	}
+	mode, why := engine.ModeOf(c, ds, users.Items)
+	if mode == engine.ModeWholeEtcd {
+		return mode, "", "", "", nil
+	}
+	d := &appsv1.Deployment{}
+	key := types.NamespacedName{Namespace: c.Namespace, Name: kdcv1alpha1.ControlPlaneDeploymentName(c.Name)}
+	if err := r.Get(ctx, key, d); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return "", "", "", "", fmt.Errorf("failed to get Deployment %s: %w", key, err)
+		}
+		return "", "", kdcv1alpha1.ReasonPrefixUnknown, fmt.Sprintf(
+			"The datastore is shared (%s) and the control plane Deployment %s, whose --etcd-prefix says which keys are the tenant's, does not exist; no backup is made until it does", why, key), nil
+	}
+	var tcp *kamajiv1alpha1.TenantControlPlane
+	if ref := metav1.GetControllerOf(d); ref != nil && ref.Kind == engine.TenantControlPlaneKind.Kind {
+		var err error
+		if tcp, err = engine.GetTenantControlPlane(ctx, r.PodReader, c.Namespace, ref.Name); err != nil {
+			return "", "", "", "", err
+		}
+	}
+	prefix, err := engine.EtcdPrefixOf(d, tcp)
+	if err != nil {
+		return "", "", kdcv1alpha1.ReasonPrefixUnknown, fmt.Sprintf(
+			"The datastore is shared (%s) and the tenant's etcd key prefix is unknown: %v; no backup is made (a whole-etcd snapshot would copy the other tenants' data)", why, err), nil
+	}
+	return mode, prefix, "", "", nil
+}
+
+// clustersOfSameDataStore maps a KdcCluster to every KdcCluster of its datastore.
+func (r *Reconciler) clustersOfSameDataStore(ctx context.Context, o client.Object) []reconcile.Request {
+	c, ok := o.(*kdcv1alpha1.KdcCluster)
+	if !ok || c.DataStore() == "" {
+		return nil
+	}
+	return r.clustersWithDataStore(ctx, c.DataStoreNamespace()+"/"+c.DataStore())
+}
+
+// clustersOfDataStore maps a KdcClusterDatastore to its KdcClusters.
+func (r *Reconciler) clustersOfDataStore(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.clustersWithDataStore(ctx, o.GetNamespace()+"/"+o.GetName())
+}
+
+func (r *Reconciler) clustersWithDataStore(ctx context.Context, key string) []reconcile.Request {
+	list := &kdcv1alpha1.KdcClusterList{}
+	if err := r.List(ctx, list, client.MatchingFields{backupDataStoreIndex: key}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Failed to list KdcClusters of datastore", "dataStore", key)
+		return nil
+	}
+	return backupRequests(list)
+}
+
+// backupDataStoreMembershipChanged passes a KdcCluster appearing, going, or changing datastore.
+func backupDataStoreMembershipChanged() predicate.Funcs {
+	return predicate.Funcs{
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*kdcv1alpha1.KdcCluster)
+			n, ok2 := e.ObjectNew.(*kdcv1alpha1.KdcCluster)
+			return ok1 && ok2 && (o.DataStore() != n.DataStore() || o.DataStoreNamespace() != n.DataStoreNamespace() || o.Spec.DataStore.Dedicated != n.Spec.DataStore.Dedicated)
+		},
+	}
+}
+
+// backupReferenceCountChanged passes a datastore appearing, going, or changing referenceCount.
+func backupReferenceCountChanged() predicate.Funcs {
+	return predicate.Funcs{
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, ok1 := e.ObjectOld.(*kdcv1alpha1.KdcClusterDatastore)
+			n, ok2 := e.ObjectNew.(*kdcv1alpha1.KdcClusterDatastore)
+			return ok1 && ok2 && o.Status.ReferenceCount != n.Status.ReferenceCount
+		},
+	}
 }

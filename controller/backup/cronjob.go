@@ -8,6 +8,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/engine"
 	"kube-dc.com/etcd-backup/jobspec"
 	"kube-dc.com/etcd-backup/schedule"
 )
@@ -55,6 +56,10 @@ type backupInputs struct {
 	Spread backupSpread
 	// Queued creates the Jobs suspended: the backup admission starts them in turn.
 	Queued bool
+	// Mode is whole-etcd or prefix (engine.ModeOf); EtcdPrefix the tenant's key prefix in
+	// prefix mode.
+	Mode       engine.Mode
+	EtcdPrefix string
 }
 
 // backupLabels are the labels of the CronJob, its Jobs and their pods.
@@ -65,8 +70,12 @@ func backupLabels(c *kdcv1alpha1.KdcCluster) map[string]string {
 // backupArgs are the arguments of `kdc-etcd-backup backup` (docs/jobs.md). The etcd TLS flags
 // keep their defaults: the files of DS-etcd-certs mounted at EtcdCertsMountPath.
 func backupArgs(c *kdcv1alpha1.KdcCluster, in backupInputs) []string {
-	return jobspec.Backup{Cluster: c.Name, Endpoints: in.EtcdEndpoints, RetentionDays: int(c.Spec.Backup.RetentionDays),
-		Location: jobspec.S3Location{Endpoint: in.S3Endpoint, Bucket: in.Bucket, Prefix: in.Prefix, Region: in.Region}}.Args()
+	loc := jobspec.S3Location{Endpoint: in.S3Endpoint, Bucket: in.Bucket, Prefix: in.Prefix, Region: in.Region}
+	if in.Mode == engine.ModePrefix {
+		return jobspec.PrefixBackup{Cluster: c.Name, Etcd: jobspec.PrefixEtcd{Prefix: in.EtcdPrefix, Endpoints: in.EtcdEndpoints},
+			RetentionDays: int(c.Spec.Backup.RetentionDays), Location: loc}.Args()
+	}
+	return jobspec.Backup{Cluster: c.Name, Endpoints: in.EtcdEndpoints, RetentionDays: int(c.Spec.Backup.RetentionDays), Location: loc}.Args()
 }
 
 // buildBackupCronJob returns the CronJob C-etcd-backup exactly as the KdcCluster and the resolved
@@ -112,10 +121,14 @@ func buildBackupCronJob(c *kdcv1alpha1.KdcCluster, in backupInputs) *batchv1.Cro
 	}
 	annotations := map[string]string{
 		kdcv1alpha1.AnnotationBackupSchedule:       c.BackupSchedule(),
+		kdcv1alpha1.AnnotationBackupMode:           string(backupMode(in.Mode)),
 		kdcv1alpha1.AnnotationBackupScheduleOffset: in.Spread.Offset.String(),
 	}
 	if in.Spread.Why != "" {
 		annotations[kdcv1alpha1.AnnotationBackupScheduleNote] = "not spread: " + in.Spread.Why
+	}
+	if in.Mode == engine.ModePrefix {
+		annotations[kdcv1alpha1.AnnotationBackupEtcdPrefix] = in.EtcdPrefix
 	}
 	return &batchv1.CronJob{
 		TypeMeta: metav1.TypeMeta{APIVersion: batchv1.SchemeGroupVersion.String(), Kind: "CronJob"},
@@ -174,4 +187,12 @@ func backupSuspend(queued bool) *bool {
 		return ptr.To(true)
 	}
 	return nil
+}
+
+// backupMode is the mode of the inputs, whole-etcd unless set.
+func backupMode(m engine.Mode) engine.Mode {
+	if m == "" {
+		return engine.ModeWholeEtcd
+	}
+	return m
 }

@@ -14,6 +14,7 @@ import (
 
 	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/engine"
 	"kube-dc.com/etcd-backup/jobspec"
 )
 
@@ -68,6 +69,7 @@ func wantBackupCronJob(mutate ...func(*batchv1.CronJob)) *batchv1.CronJob {
 			Annotations: map[string]string{
 				"k8s.kube-dc.com/backup-schedule":        "0 2 * * *",
 				"k8s.kube-dc.com/backup-schedule-offset": "0s",
+				"k8s.kube-dc.com/backup-mode":            "whole-etcd",
 			},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: "k8s.kube-dc.com/v1alpha1", Kind: "KdcCluster", Name: "prod", UID: "uid-1",
@@ -217,6 +219,18 @@ func TestBuildBackupCronJob(t *testing.T) {
 			}),
 			want: wantBackupCronJob(func(cj *batchv1.CronJob) {
 				backupContainer(cj).Args[2] = "--endpoints=https://a:2379,https://b:2379,https://c:2379"
+			}),
+		},
+		"prefix mode on a shared datastore": {
+			cluster: backupTestCluster(),
+			in: backupTestInputs(func(in *backupInputs) {
+				in.Mode, in.EtcdPrefix = engine.ModePrefix, "/acme_a"
+			}),
+			want: wantBackupCronJob(func(cj *batchv1.CronJob) {
+				cj.Annotations["k8s.kube-dc.com/backup-mode"] = "prefix"
+				cj.Annotations["k8s.kube-dc.com/backup-etcd-prefix"] = "/acme_a"
+				args := backupContainer(cj).Args
+				backupContainer(cj).Args = append([]string{"prefix-backup", args[1], "--etcd-prefix=/acme_a", args[2]}, args[3:]...)
 			}),
 		},
 	}
