@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -82,11 +83,17 @@ func (e *Engine) Prepare(ctx context.Context, c *kdcv1alpha1.KdcCluster, key str
 	if ds == nil {
 		return nil, nil, DataStoreMissing(c.DataStoreNamespace(), c.DataStore())
 	}
-	var users kdcv1alpha1.KdcClusterList
-	if err := e.Client.List(ctx, &users); err != nil {
-		return nil, nil, fmt.Errorf("failed to list the KdcClusters sharing datastore %s/%s: %w", ds.Namespace, ds.Name, err)
+	// The cluster's and the datastore's namespaces (least privilege for the manual restore); users
+	// elsewhere are counted by the datastore's referenceCount.
+	var users []kdcv1alpha1.KdcCluster
+	for _, ns := range slices.Compact([]string{c.Namespace, ds.Namespace}) {
+		var list kdcv1alpha1.KdcClusterList
+		if err := e.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return nil, nil, fmt.Errorf("failed to list the KdcClusters of namespace %s sharing datastore %s/%s: %w", ns, ds.Namespace, ds.Name, err)
+		}
+		users = append(users, list.Items...)
 	}
-	mode, why := ModeOf(c, ds, users.Items)
+	mode, why := ModeOf(c, ds, users)
 	if mode == ModeWholeEtcd {
 		if v := CheckDataStore(ds); v != nil {
 			return nil, nil, v
