@@ -11,11 +11,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// The outcome of the restore's Jobs is read from their pods as soon as a pod is terminal, not
-// only from the Job's Complete/Failed condition: kube-controller-manager's Job controller batches
-// pod updates (about 1 s) before it sets the condition, which cost ~1 s per Job (verify, restore)
-// on every restore. The condition stays the fallback, and is still what every pod-less case
-// (Job deleted, pods garbage-collected, a failure the pods cannot prove final) waits for.
+// A Job's outcome is read from its terminal pod, not only from its Complete/Failed condition,
+// which kube-controller-manager sets only after batching pod updates (docs/restore.md, "When a
+// Job is done"); the condition stays the fallback for every pod-less case.
 
 // JobOutcome is where a verify, restore or rollback Job stands.
 type JobOutcome int

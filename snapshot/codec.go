@@ -91,10 +91,8 @@ func (m *snapshotMessage) release() {
 }
 
 // snapshotCodec is gRPC's proto codec, except that it decodes into a *snapshotMessage without
-// the two copies and the per-message garbage of proto.Unmarshal (a new 32 KiB blob per message,
-// 200 MB of garbage for a 200 MB snapshot), and in buffers of the right size: gRPC's default
-// pool has no tier between 32 KiB and 1 MiB, so each message took a zeroed 1 MiB buffer, and a
-// 200 MB snapshot cleared 6.5 GB of memory (docs/benchmarks.md). Only the Snapshot call uses it.
+// proto.Unmarshal's copies and per-message garbage, in buffers of the right size (gRPC's pool has
+// no tier between 32 KiB and 1 MiB; docs/benchmarks.md). Only the Snapshot call uses it.
 type snapshotCodec struct{}
 
 var _ encoding.CodecV2 = snapshotCodec{}

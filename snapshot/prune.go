@@ -16,7 +16,7 @@ import (
 )
 
 // LifecyclePruned: the backend does not implement lifecycle rules, so the backup itself deleted
-// the cluster's snapshots older than the retention (the fallback DESIGN.md promises); the
+// the cluster's snapshots older than the retention (the fallback docs/backup.md, "Retention", promises); the
 // termination message's pruned lists them.
 const LifecyclePruned = "pruned"
 

@@ -85,8 +85,8 @@ type KdcClusterSpec struct {
 	ControlPlane ControlPlaneSpec `json:"controlPlane,omitempty"`
 }
 
-// KdcClusterStatus is the observed state. The controller writes ONLY the fields listed in
-// DESIGN.md, so the product also works where Kube-DC's larger CRD prunes unknown fields.
+// KdcClusterStatus is the observed state. The controller writes only these fields, so the
+// product also works where Kube-DC's larger CRD prunes unknown fields.
 type KdcClusterStatus struct {
 	// DataStoreName is set by the cluster provisioner once the datastore exists; backups wait for it.
 	// +optional

@@ -1,6 +1,6 @@
 package v1alpha1
 
-// Names of the objects the product reads and writes, per DESIGN.md.
+// Names of the objects the product reads and writes.
 const (
 	// ObjectBucketClaimName is the OBC (and its Secret and ConfigMap) in each project namespace.
 	ObjectBucketClaimName = "managed-k8s-backups"

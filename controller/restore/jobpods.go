@@ -14,11 +14,8 @@ import (
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 )
 
-// The outcome of the restore's Jobs is read from their pods as soon as a pod is terminal, not
-// only from the Job's Complete/Failed condition: kube-controller-manager's Job controller batches
-// pod updates (about 1 s) before it sets the condition, which cost ~1 s per Job (verify, restore)
-// on every restore. The condition stays the fallback, and is still what every pod-less case
-// (Job deleted, pods garbage-collected, a failure the pods cannot prove final) waits for.
+// The restore's Jobs are decided from their terminal pods (engine/joboutcome.go), so their full
+// pods are cached here, and only theirs.
 
 // newJobPodCache is a cache of the full pods of the restore's Jobs only (label
 // app.kubernetes.io/component=etcd-restore, every namespace): the manager's own pod watch is

@@ -260,10 +260,9 @@ func removeInBackground(path string) func() error {
 	return sync.OnceValue(func() error { return <-done })
 }
 
-// preallocate reserves size bytes for f up front (fallocate). Writing the download into blocks
-// allocated beforehand costs the filesystem far less than extending the file with every write
-// (ext4: a 200 MB download took 0.31 instead of 0.41 s, docs/benchmarks.md), and a volume too
-// small for the snapshot fails here, before anything is downloaded. A filesystem without
+// preallocate reserves size bytes for f up front (fallocate): writing into blocks allocated
+// beforehand costs the filesystem less than extending the file (docs/benchmarks.md), and a volume
+// too small for the snapshot fails here, before anything is downloaded. A filesystem without
 // fallocate is not an error; only a full volume is.
 func preallocate(f *os.File, size int64) error {
 	err := fallocate(f, size)
