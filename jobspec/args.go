@@ -125,6 +125,12 @@ type Restore struct {
 	// TargetVersion is the etcd version (X.Y or vX.Y.Z) that will run on the data.
 	TargetVersion string
 	Location      S3Location
+	// StageOnly (--swap=false) stops after staging the restore in <data-dir>.staged for `swap`
+	// (multi-member restores, docs/restore.md).
+	StageOnly bool
+	// RestoredRevision pins the restored revision exactly (0: the rule decides), so every member
+	// of a multi-member restore gets the same one.
+	RestoredRevision int64
 }
 
 // Args are the container args of a restore Job: the member, the revision bump and
@@ -145,6 +151,7 @@ func (r Restore) Args() []string {
 		args = append(args, "--min-revision="+strconv.FormatInt(r.MinRevision, 10))
 	}
 	args = appendSet(args, "target-version", r.TargetVersion)
+	args = append(args, r.stageArgs()...)
 	return append(args, r.Location.Args()...)
 }
 
@@ -161,6 +168,7 @@ func (r *Restore) Bind(fs *flag.FlagSet) {
 	fs.Int64Var(&r.MinRevision, "min-revision", 0, "a revision the tenant's clients may have seen that the restore must also move past")
 	fs.BoolVar(&r.MarkCompacted, "mark-compacted", true, "mark the bumped revision compacted so watchers re-list")
 	fs.StringVar(&r.TargetVersion, "target-version", "", "etcd version that will run on the data (X.Y or vX.Y.Z, e.g. the datastore's spec.etcd.version); the storage schema is migrated to it")
+	r.bindStage(fs)
 	r.Location.Bind(fs)
 }
 
@@ -168,16 +176,23 @@ func (r *Restore) Bind(fs *flag.FlagSet) {
 type Rollback struct {
 	// DataDir is etcd's data directory; its previous generation is DataDir + ".previous".
 	DataDir string
+	// IfSwapped rolls back only what `swap` swapped in, and changes nothing else (multi-member).
+	IfSwapped bool
 }
 
 // Args are the container args of a rollback Job.
 func (r Rollback) Args() []string {
-	return []string{string(CommandRollback), "--data-dir=" + r.DataDir}
+	args := []string{string(CommandRollback), "--data-dir=" + r.DataDir}
+	if r.IfSwapped {
+		args = append(args, "--if-swapped")
+	}
+	return args
 }
 
 // Bind registers the rollback flags on fs.
 func (r *Rollback) Bind(fs *flag.FlagSet) {
 	fs.StringVar(&r.DataDir, "data-dir", v1alpha1.EtcdDataDir, "etcd data directory")
+	fs.BoolVar(&r.IfSwapped, "if-swapped", false, "roll back only a restore that `swap` swapped in (discarding one staged but never swapped); without one, change nothing and exit 0")
 }
 
 // bindKey registers --key and --cluster of verify and restore.

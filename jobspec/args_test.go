@@ -54,6 +54,26 @@ func TestArgs(t *testing.T) {
 				"--initial-cluster-token=kamaji", "--bump-revision=1000000000", "--mark-compacted=true",
 				"--target-version=v3.5.21", "--s3-endpoint=http://rgw:80", "--bucket=b"}},
 		{"rollback", Rollback{DataDir: "/var/run/etcd/default.etcd"}, []string{"rollback", "--data-dir=/var/run/etcd/default.etcd"}},
+		{"staged restore of a member", Restore{Key: tKey, Cluster: "prod", Member: tMember, BumpRevision: DefaultBumpRevision, MarkCompacted: true,
+			MinRevision: 41, StageOnly: true, Location: S3Location{Endpoint: "http://rgw:80", Bucket: "b"}},
+			[]string{"restore", "--key=" + tKey, "--cluster=prod",
+				"--data-dir=/var/run/etcd/default.etcd", "--name=ds-etcd-0",
+				"--initial-cluster=ds-etcd-0=https://ds-etcd-0.ds-etcd.ns1.svc:2380",
+				"--initial-advertise-peer-urls=https://ds-etcd-0.ds-etcd.ns1.svc:2380",
+				"--initial-cluster-token=kamaji", "--bump-revision=1000000000", "--mark-compacted=true",
+				"--min-revision=41", "--swap=false", "--s3-endpoint=http://rgw:80", "--bucket=b"}},
+		{"staged restore at a pinned revision", Restore{Key: tKey, Member: tMember, BumpRevision: DefaultBumpRevision, MarkCompacted: true,
+			RestoredRevision: 2000000041, StageOnly: true, Location: S3Location{Endpoint: "http://rgw:80", Bucket: "b"}},
+			[]string{"restore", "--key=" + tKey,
+				"--data-dir=/var/run/etcd/default.etcd", "--name=ds-etcd-0",
+				"--initial-cluster=ds-etcd-0=https://ds-etcd-0.ds-etcd.ns1.svc:2380",
+				"--initial-advertise-peer-urls=https://ds-etcd-0.ds-etcd.ns1.svc:2380",
+				"--initial-cluster-token=kamaji", "--bump-revision=1000000000", "--mark-compacted=true",
+				"--restored-revision=2000000041", "--swap=false", "--s3-endpoint=http://rgw:80", "--bucket=b"}},
+		{"swap", Swap{DataDir: "/var/run/etcd/default.etcd", RestoredRevision: 2000000041},
+			[]string{"swap", "--data-dir=/var/run/etcd/default.etcd", "--restored-revision=2000000041"}},
+		{"swap of any revision", Swap{DataDir: "/d"}, []string{"swap", "--data-dir=/d"}},
+		{"rollback of a swap", Rollback{DataDir: "/d", IfSwapped: true}, []string{"rollback", "--data-dir=/d", "--if-swapped"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, tc.in.Args()); diff != "" {
@@ -76,14 +96,15 @@ func parse(t *testing.T, bind func(*flag.FlagSet), args []string) {
 
 // TestArgsRoundTrip checks that what a builder renders is what the subcommand parses.
 func TestArgsRoundTrip(t *testing.T) {
-	defaults := func() (b Backup, v Verify, r Restore, rb Rollback) {
+	defaults := func() (b Backup, v Verify, r Restore, rb Rollback, sw Swap) {
 		parse(t, b.Bind, nil)
 		parse(t, v.Bind, nil)
 		parse(t, r.Bind, nil)
 		parse(t, rb.Bind, nil)
+		parse(t, sw.Bind, nil)
 		return
 	}
-	b, v, r, rb := defaults()
+	b, v, r, rb, sw := defaults()
 	loc := S3Location{Endpoint: "https://s3.example.com", Bucket: "shared", Prefix: "tenants/a", Region: "eu-1"}
 	for _, tc := range []struct {
 		name string
@@ -106,6 +127,11 @@ func TestArgsRoundTrip(t *testing.T) {
 			Location: loc}, &Restore{}},
 		{"rollback defaults", rb, &Rollback{}},
 		{"rollback", Rollback{DataDir: "/data/x.etcd"}, &Rollback{}},
+		{"staged restore", Restore{Key: tKey, Member: tMember, BumpRevision: 5, MarkCompacted: true, RestoredRevision: 77, StageOnly: true,
+			Location: loc}, &Restore{}},
+		{"rollback of a swap", Rollback{DataDir: "/data/x.etcd", IfSwapped: true}, &Rollback{}},
+		{"swap defaults", sw, &Swap{}},
+		{"swap", Swap{DataDir: "/data/x.etcd", RestoredRevision: 77}, &Swap{}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := tc.in.Args()
@@ -128,6 +154,8 @@ func reflectValue(p args) args {
 	case *Restore:
 		return *p
 	case *Rollback:
+		return *p
+	case *Swap:
 		return *p
 	}
 	return nil
@@ -166,5 +194,25 @@ func TestPrefixArgsRoundTrip(t *testing.T) {
 	}
 	if diff := cmp.Diff(NonRetriable(CommandBackup), NonRetriable(CommandPrefixBackup)); diff != "" {
 		t.Errorf("prefix-backup retries like backup (-want +got):\n%s", diff)
+	}
+}
+
+// TestSwapFlag checks --swap's forms: the default swaps, --swap=false and --swap false stage only.
+func TestSwapFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{nil, false},
+		{[]string{"--swap"}, false},
+		{[]string{"--swap=true"}, false},
+		{[]string{"--swap=false"}, true},
+		{[]string{"-swap=0"}, true},
+	} {
+		var r Restore
+		parse(t, r.Bind, tc.args)
+		if diff := cmp.Diff(tc.want, r.StageOnly); diff != "" {
+			t.Errorf("%q: StageOnly mismatch (-want +got):\n%s", tc.args, diff)
+		}
 	}
 }

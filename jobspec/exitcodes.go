@@ -15,6 +15,8 @@ const (
 	CommandVerify   Command = "verify"
 	CommandRestore  Command = "restore"
 	CommandRollback Command = "rollback"
+	// CommandSwap swaps a staged restore in (multi-member restores).
+	CommandSwap Command = "swap"
 )
 
 // ExitCode is the process exit code of a Job subcommand; each failure class has its own, so a
@@ -52,6 +54,8 @@ const (
 	ExitNoPreviousGeneration ExitCode = 11
 	// ExitLocalIO: the data volume cannot be read or written (permissions, read-only filesystem).
 	ExitLocalIO ExitCode = 12
+	// ExitNotStaged: swap only; no complete staged restore (at the asked revision) to swap in.
+	ExitNotStaged ExitCode = 13
 )
 
 // retry says which Jobs a retry can help after a failure.
@@ -72,20 +76,23 @@ var exitCodes = []struct {
 	code   ExitCode
 	reason string
 	retry  retry
+	// only is the one command that exits with the code ("" for any).
+	only Command
 }{
-	{ExitSucceeded, "Succeeded", 0},
-	{ExitFailed, "Failed", retryAny},
-	{ExitSnapshotTooSmall, "SnapshotTooSmall", retryAny},
-	{ExitUsage, "Usage", retryNever},
-	{ExitObjectMissing, "ObjectMissing", retryBackup},
-	{ExitBucketMissing, "BucketMissing", retryNever},
-	{ExitAccessDenied, "AccessDenied", retryNever},
-	{ExitS3Unreachable, "S3Unreachable", retryAny},
-	{ExitEtcdUnavailable, "EtcdUnavailable", retryAny},
-	{ExitIntegrity, "Integrity", retryBackup},
-	{ExitDiskFull, "DiskFull", retryBackup},
-	{ExitNoPreviousGeneration, "NoPreviousGeneration", retryBackup},
-	{ExitLocalIO, "LocalIO", retryBackup},
+	{ExitSucceeded, "Succeeded", 0, ""},
+	{ExitFailed, "Failed", retryAny, ""},
+	{ExitSnapshotTooSmall, "SnapshotTooSmall", retryAny, ""},
+	{ExitUsage, "Usage", retryNever, ""},
+	{ExitObjectMissing, "ObjectMissing", retryBackup, ""},
+	{ExitBucketMissing, "BucketMissing", retryNever, ""},
+	{ExitAccessDenied, "AccessDenied", retryNever, ""},
+	{ExitS3Unreachable, "S3Unreachable", retryAny, ""},
+	{ExitEtcdUnavailable, "EtcdUnavailable", retryAny, ""},
+	{ExitIntegrity, "Integrity", retryBackup, ""},
+	{ExitDiskFull, "DiskFull", retryBackup, ""},
+	{ExitNoPreviousGeneration, "NoPreviousGeneration", retryBackup, ""},
+	{ExitLocalIO, "LocalIO", retryBackup, ""},
+	{ExitNotStaged, "NotStaged", retryNever, CommandSwap},
 }
 
 // Reason is the exit code's name, as written to the termination message's "reason".
@@ -114,7 +121,7 @@ func (c ExitCode) Retriable(cmd Command) bool {
 func NonRetriable(cmd Command) []int32 {
 	var codes []int32
 	for _, e := range exitCodes {
-		if e.code != ExitSucceeded && !e.code.Retriable(cmd) {
+		if e.code != ExitSucceeded && !e.code.Retriable(cmd) && (e.only == "" || e.only == cmd) {
 			codes = append(codes, int32(e.code))
 		}
 	}

@@ -12,12 +12,12 @@ import (
 
 func TestExitCodeReasons(t *testing.T) {
 	got := map[int]string{}
-	for c := ExitSucceeded; c <= ExitLocalIO+1; c++ {
+	for c := ExitSucceeded; c <= ExitNotStaged+1; c++ {
 		got[int(c)] = c.Reason()
 	}
 	want := map[int]string{0: "Succeeded", 1: "Failed", 2: "SnapshotTooSmall", 3: "Usage", 4: "ObjectMissing",
 		5: "BucketMissing", 6: "AccessDenied", 7: "S3Unreachable", 8: "EtcdUnavailable", 9: "Integrity",
-		10: "DiskFull", 11: "NoPreviousGeneration", 12: "LocalIO", 13: "ExitCode13"}
+		10: "DiskFull", 11: "NoPreviousGeneration", 12: "LocalIO", 13: "NotStaged", 14: "ExitCode14"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("reasons mismatch (-want +got):\n%s", diff)
 	}
@@ -35,6 +35,7 @@ func TestNonRetriable(t *testing.T) {
 		{CommandVerify, restoreSide},
 		{CommandRestore, restoreSide},
 		{CommandRollback, restoreSide},
+		{CommandSwap, append(restoreSide, 13)},
 	} {
 		t.Run(string(tc.cmd), func(t *testing.T) {
 			if diff := cmp.Diff(tc.want, NonRetriable(tc.cmd)); diff != "" {

@@ -56,6 +56,10 @@ type Result struct {
 	LifecycleError string `json:"lifecycleError,omitempty"`
 	Pruned         int    `json:"pruned,omitempty"`
 	TagError       string `json:"tagError,omitempty"`
+	// State is where a restore, swap or rollback left the data (State*, multi-member restores),
+	// and StagedDir the staged restore it is about.
+	State     string `json:"state,omitempty"`
+	StagedDir string `json:"stagedDir,omitempty"`
 }
 
 // RevisionMarks are the highest revisions known before a restore (docs/restore.md, "Revisions");
@@ -87,6 +91,7 @@ var (
 		CommandVerify:   {"key", "objectKey", "bucket", "size", "sha256", "s3Checksum", "revision", "etcdVersion", "durationSeconds"},
 		CommandRestore:  {"key", "objectKey", "bucket", "size", "sha256", "s3Checksum", "revision", "revisionBefore", "bumpRevision", "restoredRevision", "revisionMarks", "etcdVersion", "dataDir", "durationSeconds"},
 		CommandRollback: {"dataDir", "previousDataDir", "durationSeconds"},
+		CommandSwap:     {"key", "objectKey", "bucket", "sha256", "revision", "revisionBefore", "bumpRevision", "restoredRevision", "dataDir", "previousDataDir", "durationSeconds", "state", "stagedDir"},
 	}
 )
 

@@ -5,6 +5,7 @@
 //	restore   restore a snapshot into the etcd data directory (runs in the restore Job)
 //	verify    download a snapshot and check it without touching any data (restore pre-flight)
 //	rollback  swap the previous etcd data directory back (runs after a failed restore)
+//	swap      swap a restore staged by restore --swap=false in (multi-member restores)
 //	prefix-backup, prefix-restore, prefix-verify, prefix-inspect
 //	          the same for one tenant's etcd key prefix on a shared datastore
 //
@@ -33,6 +34,8 @@ var subcommands = map[string]subcommand{
 	"restore":  {"restore a snapshot into the etcd data directory (the restore Job)", runRestore},
 	"verify":   {"download a snapshot and check it, touching no data (restore pre-flight)", runVerify},
 	"rollback": {"swap the previous etcd data directory back after a failed restore", runRollback},
+	// Multi-member restores: restore --swap=false on every member, then swap on every member.
+	"swap": {"swap a restore staged by restore --swap=false into the etcd data directory", runSwap},
 	// Shared datastores: one tenant's key prefix through the etcd API (docs/jobs.md, "Prefix mode").
 	"prefix-backup":  {"stream one tenant's etcd key prefix to S3 (shared datastores)", runPrefixBackup},
 	"prefix-restore": {"converge one tenant's etcd key prefix to a prefix snapshot, or --undo", runPrefixRestore},

@@ -20,7 +20,7 @@ func runRollback(ctx context.Context, args []string) int {
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	o := datadir.RollbackOptions{DataDir: a.DataDir, Logger: newLogger(os.Stdout)}
+	o := datadir.RollbackOptions{DataDir: a.DataDir, IfSwapped: a.IfSwapped, Logger: newLogger(os.Stdout)}
 	res, err := datadir.Rollback(ctx, o)
 	return snapshot.Finish(os.Stderr, *termPath, res, err, func(f *snapshot.Failure) {
 		f.DataDir = o.DataDir

@@ -27,3 +27,15 @@ func pathFree(path string) (int64, error) {
 	}
 	return int64(st.Bavail) * int64(st.Bsize), nil
 }
+
+// inode is the inode number of path, 0 when it does not exist; renames keep it.
+func inode(path string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		if err == unix.ENOENT {
+			return 0, nil
+		}
+		return 0, &os.PathError{Op: "lstat", Path: path, Err: err}
+	}
+	return uint64(st.Ino), nil
+}

@@ -76,6 +76,9 @@ func (o *RestoreOptions) validate() error {
 	if o.MinRevision < 0 {
 		return jobspec.Errorf(jobspec.ExitUsage, "--min-revision %d must not be negative", o.MinRevision)
 	}
+	if o.RestoredRevision < 0 || (o.RestoredRevision > 0 && o.BumpRevision == 0) {
+		return jobspec.Errorf(jobspec.ExitUsage, "--restored-revision %d needs a positive value and --bump-revision > 0 (it sets the bumped revision)", o.RestoredRevision)
+	}
 	if o.MarkCompacted != (o.BumpRevision > 0) {
 		return jobspec.Errorf(jobspec.ExitUsage, "--bump-revision > 0 and --mark-compacted go together (etcdutl bumps only a revision it marks compacted); use both, or --bump-revision=0 --mark-compacted=false")
 	}
@@ -131,6 +134,9 @@ func restore(ctx context.Context, o RestoreOptions) (*jobspec.Result, error) {
 		return res, snapshot.LocalIOError("open the data volume", parent, err)
 	}
 	removeStaleStaging(parent, log)
+	if err := clearStaged(o.Member.DataDir, log); err != nil {
+		return res, err
+	}
 
 	c := snapshot.NewS3Client(o.Location, o.Credentials)
 	// The marks need no part of the download: read them while it runs.
@@ -193,6 +199,9 @@ func restore(ctx context.Context, o RestoreOptions) (*jobspec.Result, error) {
 	// etcdutl bumps the newest key revision; a compacted revision above it must be passed too.
 	res.Revision, res.RevisionBefore = snapRev.Key, res.Marks.Highest()
 	bump := revisionBump(res.Revision, max(res.RevisionBefore, snapRev.Compacted), o.BumpRevision)
+	if bump, err = pinnedBump(res.Revision, bump, o.RestoredRevision); err != nil {
+		return res, jobspec.Errorf(jobspec.ExitUsage, "restore of s3://%s/%s into %s: %w (the data directory is unchanged)", o.Location.Bucket, res.ObjectKey, o.Member.DataDir, err)
+	}
 	res.BumpRevision = int64(bump)
 	log.Info("Revision bump", "snapshotRevision", res.Revision, "revisionBefore", res.RevisionBefore, "bump", bump, "marks", res.Marks)
 
@@ -241,12 +250,20 @@ func restore(ctx context.Context, o RestoreOptions) (*jobspec.Result, error) {
 	}
 	log.Info("Synced the restored data", "seconds", time.Since(start).Seconds())
 
-	// 4. Swap.
+	// 4. Swap, or stop once staged for a multi-member restore's swap.
+	if o.StageOnly {
+		if err := commitStaged(staging, restored, o.Member, res); err != nil {
+			return res, err
+		}
+		log.Info("Staged the restore; swap it in with `swap`", "stagedDir", res.StagedDir, "revision", res.Revision, "revisionBefore", res.RevisionBefore, "bumpRevision", res.BumpRevision, "restoredRevision", res.RestoredRevision)
+		res.DurationSeconds = time.Since(start).Seconds()
+		return res, nil
+	}
 	prev, err := swapIn(restored, o.Member.DataDir, staging)
 	if err != nil {
 		return res, err
 	}
-	res.PreviousDataDir = prev
+	res.PreviousDataDir, res.State = prev, jobspec.StateSwapped
 	log.Info("Restored snapshot", "revision", res.Revision, "revisionBefore", res.RevisionBefore, "bumpRevision", res.BumpRevision, "restoredRevision", res.RestoredRevision, "previousDataDir", prev)
 	res.DurationSeconds = time.Since(start).Seconds()
 	return res, nil
@@ -276,7 +293,6 @@ func preallocate(f *os.File, size int64) error {
 // generation and an older previous generation is dropped, in an order where each step is one
 // rename and a crash at any point leaves dataDir either the old or the new complete directory.
 func swapIn(restored, dataDir, staging string) (string, error) {
-	prev := PreviousDataDir(dataDir)
 	had, err := exists(dataDir)
 	if err != nil {
 		return "", snapshot.LocalIOError("read", dataDir, err)
@@ -294,16 +310,26 @@ func swapIn(restored, dataDir, staging string) (string, error) {
 		return "", snapshot.LocalIOError("swap the restored data into", dataDir, err)
 	}
 	// restored now holds the old data directory.
+	return keepPrevious(restored, dataDir, filepath.Join(staging, olderPrevious))
+}
+
+// olderPrevious is where a swap moves the generation it drops, inside its staging directory.
+const olderPrevious = "older-previous"
+
+// keepPrevious makes old, the data directory a swap just replaced, the previous generation of
+// dataDir, moving an older previous generation to trash (which the caller removes).
+func keepPrevious(old, dataDir, trash string) (string, error) {
+	prev := PreviousDataDir(dataDir)
 	hadPrev, err := exists(prev)
 	if err != nil {
 		return "", snapshot.LocalIOError("read", prev, err)
 	}
 	if hadPrev {
-		if err := os.Rename(prev, filepath.Join(staging, "older-previous")); err != nil {
+		if err := os.Rename(prev, trash); err != nil {
 			return "", snapshot.LocalIOError("drop the older previous generation", prev, err)
 		}
 	}
-	if err := os.Rename(restored, prev); err != nil {
+	if err := os.Rename(old, prev); err != nil {
 		return "", snapshot.LocalIOError("keep the replaced data directory as", prev, err)
 	}
 	if err := syncDir(filepath.Dir(dataDir)); err != nil {

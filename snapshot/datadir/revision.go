@@ -154,3 +154,16 @@ func newestBackupRevision(ctx context.Context, c *s3.Client, loc jobspec.S3Locat
 	}
 	return "", 0, nil
 }
+
+// pinnedBump is the bump that restores a snapshot at revision snap exactly at pinned (a
+// multi-member restore's agreed revision); a pinned revision below the one the rule requires
+// (snap + ruleBump) is refused, never used: it would not move past this member's marks.
+func pinnedBump(snap int64, ruleBump uint64, pinned int64) (uint64, error) {
+	if pinned == 0 {
+		return ruleBump, nil
+	}
+	if need := snap + int64(ruleBump); pinned < need {
+		return 0, fmt.Errorf("--restored-revision %d is below %d, the revision this member must be restored at (the snapshot's %d + %d, docs/restore.md \"Revisions\"); stage every member again with --restored-revision of at least %d", pinned, need, snap, ruleBump, need)
+	}
+	return uint64(pinned - snap), nil
+}

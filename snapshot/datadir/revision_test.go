@@ -34,3 +34,30 @@ func TestRevisionBump(t *testing.T) {
 		})
 	}
 }
+
+func TestPinnedBump(t *testing.T) {
+	type out struct {
+		Bump uint64
+		Err  bool
+	}
+	tests := []struct {
+		name     string
+		snapshot int64
+		ruleBump uint64
+		pinned   int64
+		want     out
+	}{
+		{"not pinned", 239, 1000000000, 0, out{Bump: 1000000000}},
+		{"pinned at the rule's revision", 239, 1000000000, 1000000239, out{Bump: 1000000000}},
+		{"pinned above: another member's data was newer", 239, 1000000000, 1000000500, out{Bump: 1000000261}},
+		{"pinned below the rule", 239, 1000000261, 1000000239, out{Err: true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			bump, err := pinnedBump(tc.snapshot, tc.ruleBump, tc.pinned)
+			if diff := cmp.Diff(tc.want, out{Bump: bump, Err: err != nil}); diff != "" {
+				t.Errorf("pinnedBump(%d, %d, %d) mismatch (-want +got):\n%s (err %v)", tc.snapshot, tc.ruleBump, tc.pinned, diff, err)
+			}
+		})
+	}
+}

@@ -14,13 +14,18 @@ import (
 type RollbackOptions struct {
 	// DataDir is etcd's data directory; its previous generation is DataDir + ".previous".
 	DataDir string
-	Logger  *slog.Logger
+	// IfSwapped undoes only the swap of a staged restore (RollbackSwapped).
+	IfSwapped bool
+	Logger    *slog.Logger
 }
 
 // Rollback swaps the kept previous generation back into DataDir, atomically. The data it
 // replaces becomes the previous generation, so a second Rollback undoes the first. etcd must be
 // stopped.
-func Rollback(_ context.Context, o RollbackOptions) (*jobspec.Result, error) {
+func Rollback(ctx context.Context, o RollbackOptions) (*jobspec.Result, error) {
+	if o.IfSwapped {
+		return RollbackSwapped(ctx, o)
+	}
 	start := time.Now()
 	if o.DataDir == "" {
 		return nil, jobspec.Errorf(jobspec.ExitUsage, "--data-dir is required")
