@@ -254,6 +254,7 @@ type job struct {
 	code   int
 	result jobspec.Result
 	stderr string
+	cpu    time.Duration
 }
 
 // runJob runs the binary with the S3 credentials in its environment; safe in goroutines.
@@ -269,6 +270,9 @@ func (en *env) runJob(bin, termDir string, args ...string) (job, error) {
 	cmd.Stderr = &stderr
 	err = cmd.Run()
 	j := job{stderr: stderr.String()}
+	if cmd.ProcessState != nil {
+		j.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	}
 	var ee *exec.ExitError
 	switch {
 	case errors.As(err, &ee):
@@ -667,3 +671,111 @@ func (f *flipReader) Read(p []byte) (int, error) {
 }
 
 func (f *flipReader) Close() error { return f.r.Close() }
+
+// BenchmarkMultiMemberRestore times the Job-side data path of restoring a 20 MB snapshot
+// (KDC_BENCH_SIZES_MB) into 3 members beside 1 member, in the same run: the 3 members' staged
+// restores (restore --swap=false) in parallel, then their 3 swaps in parallel, as the controller
+// runs them; 1 member the same way, and with today's single restore Job. Iterations rotate the
+// order of the three runs; the medians of the iterations' own ratios are reported too.
+//
+//	KDC_BENCH_SIZES_MB=20 go test ./test/datapath/ -run '^$' -bench BenchmarkMultiMemberRestore -benchtime 5x
+func BenchmarkMultiMemberRestore(b *testing.B) {
+	sizes := benchSizes
+	if os.Getenv("KDC_BENCH_SIZES_MB") == "" {
+		sizes = []int{20}
+	}
+	for _, mb := range sizes {
+		b.Run(fmt.Sprintf("%dMB", mb), func(b *testing.B) {
+			en := newBenchEnv(b)
+			e := benchEtcd(b, mb)
+			bk := en.benchRun(b, append([]string{"backup", "--cluster", "bench", "--endpoints", e.ClientURL,
+				"--cacert", e.Certs.CAFile, "--cert", e.Certs.ClientCert, "--key", e.Certs.ClientKey}, en.s3Args()...)...)
+			key, _ := bk.term["key"].(string)
+			if err := e.Stop(); err != nil {
+				b.Fatal(err)
+			}
+			loc := en.loc
+			loc.Prefix = "tenants"
+			// members restores n members into fresh volumes: staged in parallel, then swapped in
+			// parallel; it returns the time of each step.
+			members := func(n int) (stage, swap, cpu time.Duration) {
+				c := &mmCluster{version: framework.EtcdVersion, token: "bench"}
+				var peers []string
+				dir := b.TempDir()
+				for i := range n {
+					m := &mmMember{name: fmt.Sprintf("ds-etcd-%d", i), dataDir: filepath.Join(dir, strconv.Itoa(i), "default.etcd"),
+						peerURL: fmt.Sprintf("https://ds-etcd-%d.ds-etcd.ns.svc:2380", i)}
+					if err := os.MkdirAll(filepath.Dir(m.dataDir), 0o700); err != nil {
+						b.Fatal(err)
+					}
+					c.members = append(c.members, m)
+					peers = append(peers, m.name+"="+m.peerURL)
+				}
+				c.initialCluster = strings.Join(peers, ",")
+				start := time.Now()
+				for _, j := range en.eachMember(b, allMembers(n), func(i int) []string { return c.stageArgs(key, loc.Endpoint, loc, i, 0) }) {
+					if j.code != 0 {
+						b.Fatalf("staged restore exited %d: %s", j.code, j.stderr)
+					}
+					cpu += j.cpu
+				}
+				stage = time.Since(start)
+				start = time.Now()
+				for _, j := range en.eachMember(b, allMembers(n), func(i int) []string { return jobspec.Swap{DataDir: c.members[i].dataDir}.Args() }) {
+					if j.code != 0 {
+						b.Fatalf("swap exited %d: %s", j.code, j.stderr)
+					}
+					cpu += j.cpu
+				}
+				swap = time.Since(start)
+				os.RemoveAll(dir)
+				return stage, swap, cpu
+			}
+			var single, one, three, threeStage, threeSwap, cpuSingle, cpuOne, cpuThree time.Duration
+			var ratios, ratiosStaged []float64
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				var dSingle, dOne, dThree time.Duration
+				runRotated(i, []func(){
+					func() {
+						dir := b.TempDir()
+						start := time.Now()
+						j := en.eachMember(b, []int{0}, func(int) []string {
+							return append([]string{"restore", "--key", key, "--data-dir", filepath.Join(dir, "default.etcd")}, en.s3Args()...)
+						})[0]
+						if j.code != 0 {
+							b.Fatalf("restore exited %d: %s", j.code, j.stderr)
+						}
+						cpuSingle += j.cpu
+						dSingle = time.Since(start)
+						os.RemoveAll(dir)
+					},
+					func() {
+						st, sw, cpu := members(1)
+						dOne, cpuOne = st+sw, cpuOne+cpu
+					},
+					func() {
+						st, sw, cpu := members(3)
+						dThree, cpuThree = st+sw, cpuThree+cpu
+						threeStage, threeSwap = threeStage+st, threeSwap+sw
+					},
+				})
+				single, one, three = single+dSingle, one+dOne, three+dThree
+				ratios = append(ratios, dThree.Seconds()/dSingle.Seconds())
+				ratiosStaged = append(ratiosStaged, dThree.Seconds()/dOne.Seconds())
+			}
+			b.StopTimer()
+			n := float64(b.N)
+			b.ReportMetric(single.Seconds()/n, "s/1-member-restore")
+			b.ReportMetric(one.Seconds()/n, "s/1-member-staged+swap")
+			b.ReportMetric(three.Seconds()/n, "s/3-members")
+			b.ReportMetric(threeStage.Seconds()/n, "s/3-members-stage")
+			b.ReportMetric(threeSwap.Seconds()/n, "s/3-members-swap")
+			b.ReportMetric(cpuSingle.Seconds()/n, "s-cpu/1-member-restore")
+			b.ReportMetric(cpuOne.Seconds()/n, "s-cpu/1-member-staged+swap")
+			b.ReportMetric(cpuThree.Seconds()/n, "s-cpu/3-members")
+			b.ReportMetric(median(ratios), "x-1-member-restore-median")
+			b.ReportMetric(median(ratiosStaged), "x-1-member-staged-median")
+		})
+	}
+}
