@@ -8,10 +8,7 @@ import (
 	"kube-dc.com/etcd-backup/api/v1alpha1"
 )
 
-// A multi-member restore runs in two steps per member, so nothing is swapped unless every
-// member's restore succeeded (docs/restore.md, "Multi-member datastores"): `restore --swap=false`
-// stages the restore next to the data directory, `swap` swaps it in, and `rollback --if-swapped`
-// undoes exactly that swap.
+// Two steps per member, so nothing is swapped unless every member's restore succeeded (docs/restore.md, "Multi-member datastores").
 
 // The states a restore, swap or rollback reports in Result.State.
 const (

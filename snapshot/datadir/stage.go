@@ -15,11 +15,7 @@ import (
 	"kube-dc.com/etcd-backup/snapshot"
 )
 
-// A multi-member restore stages every member's restore before it swaps any (docs/restore.md,
-// "Multi-member datastores"): `restore --swap=false` leaves the restored data in
-// <data-dir>.staged/data with its record, staged.json; Swap swaps it in and RollbackSwapped
-// undoes exactly that swap. The record keeps the restored directory's inode, which renames keep,
-// so each step tells from the directories alone where that data is after a crash at any point.
+// Staged restores of multi-member datastores (docs/restore.md, "Multi-member datastores"): the record keeps the restored directory's inode, so a rerun after a crash finds that data.
 
 // StagedSuffix names the staged restore of a data directory: <data-dir>.staged.
 const StagedSuffix = ".staged"
@@ -50,8 +46,7 @@ const (
 	stageNone stage = iota
 	// stagePending: staged, not swapped in.
 	stagePending
-	// stageExchanged: swapped in, but the data it replaced is still in the staged directory (a swap
-	// stopped between its renames).
+	// stageExchanged: swapped in, the replaced data still staged (a swap cut short between renames).
 	stageExchanged
 	// stageSwapped: swapped in, the replaced data kept as the previous generation.
 	stageSwapped
@@ -330,8 +325,7 @@ func RollbackSwapped(_ context.Context, o RollbackOptions) (*jobspec.Result, err
 		if hadPrev {
 			err = exchange(s.previous, s.dataDir)
 		} else {
-			// There was no data directory before the swap: the restored data goes back to where
-			// it was staged, leaving none, as before.
+			// No data directory before the swap: the restored data goes back to staged, none left.
 			err = renameNoReplace(s.dataDir, s.data)
 		}
 		if err != nil {
