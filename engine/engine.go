@@ -153,7 +153,7 @@ func (r *Restore) SwapMayHaveBegun() bool {
 	case kdcv1alpha1.PhaseStartingEtcd, kdcv1alpha1.PhaseStartingControlPlane:
 		return true
 	}
-	return r.get(kdcv1alpha1.AnnotationRestoreJobUID) != ""
+	return r.get(kdcv1alpha1.AnnotationRestoreJobUID) != "" || r.get(kdcv1alpha1.AnnotationRestoreMembersRevision) != ""
 }
 
 // step is what a phase step tells the spine.

@@ -102,6 +102,9 @@ func (e *Engine) stopRestoreJob(ctx context.Context, r *Restore, rc *recovery) (
 	if err != nil {
 		return step{}, false, err
 	}
+	if p.memberCount() > 1 {
+		return e.stopMemberJobs(ctx, r, rc, p)
+	}
 	job := &batchv1.Job{}
 	err = e.Client.Get(ctx, client.ObjectKey{Namespace: p.restoreJobNamespace(c), Name: kdcv1alpha1.RestoreJobName(c.Name)}, job)
 	if apierrors.IsNotFound(err) || (err == nil && job.Annotations[kdcv1alpha1.AnnotationRestoreAttempt] != r.Attempt()) {
@@ -143,6 +146,11 @@ func (e *Engine) rollBack(ctx context.Context, r *Restore, rc *recovery) (step, 
 	}
 	if p, err := e.plan(ctx, r); err == nil && p.Mode == ModePrefix {
 		return e.undoPrefix(ctx, r, rc, p)
+	} else if err == nil && p.memberCount() > 1 {
+		if !r.SwapMayHaveBegun() && r.Phase() != kdcv1alpha1.PhaseRestoringSnapshot || rc.sts == nil {
+			return step{}, true, nil
+		}
+		return e.rollBackMembers(ctx, r, rc, p)
 	}
 	swapped := r.get(kdcv1alpha1.AnnotationRestoreSwapped) == restoreTrue
 	if !swapped || rc.sts == nil {
@@ -151,7 +159,7 @@ func (e *Engine) rollBack(ctx context.Context, r *Restore, rc *recovery) (step, 
 	if err := e.scaleStatefulSet(ctx, r, rc.sts, 0); err != nil {
 		return step{}, false, err
 	}
-	stopped, err := e.etcdStopped(ctx, r.Cluster)
+	stopped, err := e.etcdStopped(ctx, r.Cluster, 1)
 	if err != nil {
 		return step{}, false, err
 	}
@@ -219,7 +227,7 @@ func (e *Engine) startControlPlane(ctx context.Context, r *Restore, rc *recovery
 	}
 	d := rc.deploy
 	want := r.recordedReplicas(kdcv1alpha1.AnnotationRestoreControlPlaneReplicas)
-	if err := e.scaleDeployment(ctx, r, d, want, r.Attempt()); err != nil {
+	if err := e.scaleDeployment(ctx, r, d, want, restartStamp(r)); err != nil {
 		return step{}, false, err
 	}
 	if rc.failure.Reason != kdcv1alpha1.ReasonControlPlaneStartFailed && len(rc.notReady) == 0 && !DeploymentReady(d, want) {

@@ -37,6 +37,19 @@ func (e *Engine) finishSuccess(ctx context.Context, r *Restore) error {
 	if err := e.deleteJob(ctx, c.Namespace, kdcv1alpha1.VerifyJobName(c.Name), metav1.DeletePropagationBackground); err != nil {
 		return err
 	}
+	if p.memberCount() > 1 {
+		var jobs batchv1.JobList
+		if err := e.Client.List(ctx, &jobs, client.InNamespace(c.DataStoreNamespace()), client.MatchingLabels(jobLabels(c))); err != nil {
+			return fmt.Errorf("failed to list the members' Jobs: %w", err)
+		}
+		for _, j := range jobs.Items {
+			if j.Labels[labelMember] != "" {
+				if err := e.deleteJob(ctx, j.Namespace, j.Name, metav1.DeletePropagationBackground); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	key := r.Key()
 	msg := SucceededMessage(key)
 	if err := r.Driver.SetReady(ctx, r, metav1.ConditionTrue, kdcv1alpha1.ReasonRestoreSucceeded, msg, true); err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sort"
+	"strconv"
 	"strings"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -25,6 +26,8 @@ const (
 	restoreDataVolume = "etcd-data"
 	// restoreTmpVolume is a writable /tmp under the read-only root filesystem.
 	restoreTmpVolume = "tmp"
+	// labelMember labels a multi-member restore's data Jobs with their member's ordinal.
+	labelMember = "k8s.kube-dc.com/etcd-member"
 	// prefixCertsVolume and prefixWorkVolume are the prefix Jobs' etcd client certificate and
 	// the room for the snapshot they download.
 	prefixCertsVolume = "etcd-certs"
@@ -87,7 +90,7 @@ func jobLabels(c *kdcv1alpha1.KdcCluster) map[string]string {
 
 // jobArgs are the arguments of the Job of kind: the member as DS-etcd runs it, the revision bump
 // and mark-compacted (watchers and informers of the tenant re-list) for the restore.
-func jobArgs(kind JobKind, c *kdcv1alpha1.KdcCluster, p *Plan, attempt string) []string {
+func jobArgs(kind JobKind, c *kdcv1alpha1.KdcCluster, p *Plan, attempt string, m member) []string {
 	if p.Mode == ModePrefix {
 		etcd := jobspec.PrefixEtcd{Prefix: p.EtcdPrefix, Endpoints: p.EtcdEndpoints}
 		switch kind {
@@ -98,14 +101,18 @@ func jobArgs(kind JobKind, c *kdcv1alpha1.KdcCluster, p *Plan, attempt string) [
 		}
 		return jobspec.PrefixRestore{Cluster: c.Name, Key: p.Key, Attempt: attempt, Etcd: etcd, WorkDir: jobspec.PrefixWorkDir, Location: p.Location}.Args()
 	}
+	mem := p.memberOf(m.index)
 	switch kind {
 	case JobVerify:
 		return jobspec.Verify{Key: p.Key, Cluster: c.Name, Location: p.Location}.Args()
 	case JobRollback:
-		return jobspec.Rollback{DataDir: p.Member.DataDir}.Args()
+		return jobspec.Rollback{DataDir: mem.DataDir, IfSwapped: m.multi()}.Args()
+	case JobSwap:
+		return jobspec.Swap{DataDir: mem.DataDir, RestoredRevision: m.restored}.Args()
 	}
-	return jobspec.Restore{Key: p.Key, Cluster: c.Name, Member: p.Member, BumpRevision: restoreBumpRevision,
-		MarkCompacted: true, TargetVersion: p.TargetVersion, Location: p.Location}.Args()
+	return jobspec.Restore{Key: p.Key, Cluster: c.Name, Member: mem, BumpRevision: restoreBumpRevision,
+		MarkCompacted: true, TargetVersion: p.TargetVersion, Location: p.Location,
+		StageOnly: m.multi(), RestoredRevision: m.restored}.Args()
 }
 
 // command is the subcommand the Job of kind runs in mode.
@@ -121,6 +128,8 @@ func (k JobKind) command(mode Mode) jobspec.Command {
 		return jobspec.CommandVerify
 	case JobRollback:
 		return jobspec.CommandRollback
+	case JobSwap:
+		return jobspec.CommandSwap
 	}
 	return jobspec.CommandRestore
 }
@@ -132,7 +141,22 @@ const (
 	JobVerify JobKind = iota
 	JobRestore
 	JobRollback
+	// JobSwap swaps a member's staged restore in (multi-member restores).
+	JobSwap
 )
+
+// member says which etcd member a data Job is for. A single-member datastore has one Job per
+// kind with today's names; a multi-member one a Job per kind and member, named -<i>, staging
+// (restore --swap=false) before every member is swapped at one revision.
+type member struct {
+	index, count int
+	// restored pins the restored revision (0: the member's own rule decides).
+	restored int64
+	// restage names the second staging of a member below the agreed revision.
+	restage bool
+}
+
+func (m member) multi() bool { return m.count > 1 }
 
 // BuildJob returns the verify, restore or rollback Job of a restore. It is pure.
 //
@@ -143,6 +167,11 @@ const (
 //     second restore run would push the kept previous data out, a second rollback undoes the
 //     first. Everything retriable happens before the swap, so the operator can re-annotate.
 func BuildJob(kind JobKind, c *kdcv1alpha1.KdcCluster, p *Plan, attempt string) *batchv1.Job {
+	return buildJob(kind, c, p, attempt, member{count: 1})
+}
+
+// buildJob is BuildJob for member m.
+func buildJob(kind JobKind, c *kdcv1alpha1.KdcCluster, p *Plan, attempt string, m member) *batchv1.Job {
 	labels := jobLabels(c)
 	ctr := corev1.Container{
 		Name:         ContainerName,
@@ -164,16 +193,30 @@ func BuildJob(kind JobKind, c *kdcv1alpha1.KdcCluster, p *Plan, attempt string) 
 	switch kind {
 	case JobVerify:
 		ns, name, backoff = c.Namespace, kdcv1alpha1.VerifyJobName(c.Name), restoreVerifyBackoffLimit
-		ctr.Args = jobArgs(kind, c, p, attempt)
+		ctr.Args = jobArgs(kind, c, p, attempt, m)
 		// Streams the object through its hashes: bounded buffers, no disk.
 		ctr.Resources.Limits = corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")}
 	case JobRestore:
-		ctr.Args = jobArgs(kind, c, p, attempt)
+		ctr.Args = jobArgs(kind, c, p, attempt, m)
 		ttl = nil
 	case JobRollback:
 		name = kdcv1alpha1.RollbackJobName(c.Name)
-		ctr.Args = jobArgs(kind, c, p, attempt)
+		ctr.Args = jobArgs(kind, c, p, attempt, m)
 		ctr.Env = nil
+	case JobSwap:
+		// A swap that a crash interrupted is finished by its next run (docs/jobs.md, "swap").
+		name, backoff = c.Name+"-etcd-swap", restoreVerifyBackoffLimit
+		ctr.Args = jobArgs(kind, c, p, attempt, m)
+		ctr.Env = nil
+	}
+	pvc := kdcv1alpha1.EtcdDataPVCName(c.DataStore())
+	if m.multi() {
+		if m.restage {
+			name = c.Name + "-etcd-restage"
+		}
+		name = fmt.Sprintf("%s-%d", name, m.index)
+		pvc = kdcv1alpha1.MemberDataPVCName(c.DataStore(), m.index)
+		labels[labelMember] = strconv.Itoa(m.index)
 	}
 	switch {
 	case kind == JobVerify:
@@ -190,7 +233,7 @@ func BuildJob(kind JobKind, c *kdcv1alpha1.KdcCluster, p *Plan, attempt string) 
 	default:
 		ctr.VolumeMounts = append(ctr.VolumeMounts, corev1.VolumeMount{Name: restoreDataVolume, MountPath: kdcv1alpha1.EtcdDataMountPath})
 		volumes = append(volumes, corev1.Volume{Name: restoreDataVolume, VolumeSource: corev1.VolumeSource{
-			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: kdcv1alpha1.EtcdDataPVCName(c.DataStore())},
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: pvc},
 		}})
 	}
 	job := &batchv1.Job{

@@ -240,7 +240,7 @@ func TestBuildRestoreJobWhole(t *testing.T) {
 						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
 					Containers: []corev1.Container{{
 						Name: "restore", Image: et.Image, Command: []string{"/kdc-etcd-backup"},
-						Args: jobArgs(JobRestore, c, testPlan(), testAttempt),
+						Args: jobArgs(JobRestore, c, testPlan(), testAttempt, member{count: 1}),
 						Env:  []corev1.EnvVar{secretEnv("AWS_ACCESS_KEY_ID"), secretEnv("AWS_SECRET_ACCESS_KEY")},
 						VolumeMounts: []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"},
 							{Name: "etcd-data", MountPath: kdcv1alpha1.EtcdDataMountPath}},
@@ -350,7 +350,7 @@ func TestRestoreRestoreArgsTargetVersion(t *testing.T) {
 			in := testPlan()
 			in.TargetVersion = tc.version
 			var got []string
-			for _, a := range jobArgs(JobRestore, c, in, testAttempt) {
+			for _, a := range jobArgs(JobRestore, c, in, testAttempt, member{count: 1}) {
 				if strings.HasPrefix(a, "--target-version") {
 					got = append(got, a)
 				}

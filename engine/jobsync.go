@@ -19,8 +19,12 @@ import (
 // earlier restore) is deleted first: a restore or rollback Job in the foreground, so its pod is
 // gone before the new one can touch the data volume; a verify Job (no volume, it only reads S3)
 // in the background and replaced at once, without waiting for the garbage collector.
-func (e *Engine) ensureJob(ctx context.Context, r *Restore, kind JobKind, p *Plan) (*batchv1.Job, JobOutcome, error) {
-	want := BuildJob(kind, r.Cluster, p, r.Attempt())
+func (e *Engine) ensureJob(ctx context.Context, r *Restore, kind JobKind, p *Plan, mem ...member) (*batchv1.Job, JobOutcome, error) {
+	m := member{count: 1}
+	if len(mem) > 0 {
+		m = mem[0]
+	}
+	want := buildJob(kind, r.Cluster, p, r.Attempt(), m)
 	got := &batchv1.Job{}
 	err := e.Client.Get(ctx, client.ObjectKeyFromObject(want), got)
 	switch {
@@ -78,6 +82,8 @@ func jobEventReason(kind JobKind) string {
 		return "VerifyJobCreated"
 	case JobRollback:
 		return "RollbackJobCreated"
+	case JobSwap:
+		return "SwapJobCreated"
 	}
 	return "RestoreJobCreated"
 }

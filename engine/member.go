@@ -44,11 +44,35 @@ var (
 // Anything left unresolved (a variable it cannot know, such as the pod IP) is an error: the
 // restore must never guess, because a wrong member identity makes etcd refuse the data.
 func DeriveEtcdMember(sts *appsv1.StatefulSet) (jobspec.Member, error) {
+	return deriveMember(sts, 0)
+}
+
+// DeriveEtcdMembers derives every member of DS-etcd (pods DS-etcd-0 to -<n-1>) like
+// DeriveEtcdMember; they must agree on the cluster (--initial-cluster and its token), since
+// every member is restored into the same cluster.
+func DeriveEtcdMembers(sts *appsv1.StatefulSet, n int) ([]jobspec.Member, error) {
+	members := make([]jobspec.Member, 0, n)
+	for i := range n {
+		m, err := deriveMember(sts, i)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 && (m.InitialCluster != members[0].InitialCluster || m.ClusterToken != members[0].ClusterToken) {
+			return nil, fmt.Errorf("member %s-%d's --initial-cluster %q (token %q) differs from member %s-0's %q (token %q): the members do not form one cluster",
+				sts.Name, i, m.InitialCluster, m.ClusterToken, sts.Name, members[0].InitialCluster, members[0].ClusterToken)
+		}
+		members = append(members, m)
+	}
+	return members, nil
+}
+
+// deriveMember derives member i, the pod DS-etcd-<i>.
+func deriveMember(sts *appsv1.StatefulSet, i int) (jobspec.Member, error) {
 	c, err := etcdContainer(sts.Spec.Template.Spec.Containers)
 	if err != nil {
 		return jobspec.Member{}, err
 	}
-	podName := sts.Name + "-0"
+	podName := fmt.Sprintf("%s-%d", sts.Name, i)
 	env := map[string]string{"HOSTNAME": podName}
 	for _, e := range c.Env {
 		switch {

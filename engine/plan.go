@@ -33,6 +33,8 @@ type Plan struct {
 	CredentialSecret string `json:"credentialSecret"`
 	// Member is how DS-etcd runs its member (DeriveEtcdMember).
 	Member jobspec.Member `json:"member"`
+	// Members are every member of a multi-member DS-etcd, by ordinal (empty for one member).
+	Members []jobspec.Member `json:"members,omitempty"`
 	// RunAs is the user, group and fsGroup of etcd, so the Jobs can write its data directory.
 	RunAs RunAs `json:"runAs"`
 	// TargetVersion is the datastore's spec.etcd.version: the restore migrates the storage schema
@@ -127,10 +129,18 @@ func (e *Engine) Prepare(ctx context.Context, c *kdcv1alpha1.KdcCluster, key str
 		if err := e.preparePrefix(ctx, c, w, p); err != nil {
 			return nil, nil, err
 		}
+	} else if v := CheckMembers(ds, w.Etcd); v != nil {
+		return nil, nil, v
 	}
 	if p.Member, err = DeriveEtcdMember(w.Etcd); err != nil {
 		return nil, nil, &Violation{Reason: kdcv1alpha1.ReasonEtcdMemberUnknown,
 			Detail: fmt.Sprintf("StatefulSet %s: %v", klog.KObj(w.Etcd), err)}
+	}
+	if n := int(replicas(w.Etcd.Spec.Replicas)); mode == ModeWholeEtcd && n > 1 {
+		if p.Members, err = DeriveEtcdMembers(w.Etcd, n); err != nil {
+			return nil, nil, &Violation{Reason: kdcv1alpha1.ReasonEtcdMemberUnknown,
+				Detail: fmt.Sprintf("StatefulSet %s: %v", klog.KObj(w.Etcd), err)}
+		}
 	}
 	return p, w, nil
 }
@@ -257,4 +267,15 @@ func GetTenantControlPlane(ctx context.Context, r client.Reader, namespace, name
 		return nil, fmt.Errorf("failed to read TenantControlPlane %s/%s: %w", namespace, name, err)
 	}
 	return tcp, nil
+}
+
+// memberCount is how many etcd members the restore writes.
+func (p *Plan) memberCount() int { return max(1, len(p.Members)) }
+
+// memberOf is member i's identity.
+func (p *Plan) memberOf(i int) jobspec.Member {
+	if len(p.Members) > i {
+		return p.Members[i]
+	}
+	return p.Member
 }

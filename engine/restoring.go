@@ -33,6 +33,9 @@ func (e *Engine) restoring(ctx context.Context, r *Restore) (step, error) {
 	if err != nil {
 		return e.failOnMissing(ctx, r, err)
 	}
+	if p.memberCount() > 1 {
+		return e.restoringMembers(ctx, r, p)
+	}
 	c := r.Cluster
 	recorded := r.get(kdcv1alpha1.AnnotationRestoreJobUID)
 	if recorded != "" {

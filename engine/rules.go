@@ -3,8 +3,11 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
 
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 )
@@ -63,6 +66,27 @@ func CheckKey(cluster, key string) *Violation {
 	}
 }
 
+// supportedMembers are the member counts a whole-etcd restore supports (Kube-DC's choices).
+var supportedMembers = []int32{1, 3, 5, 7, 9}
+
+// CheckMembers is the rule of a whole-etcd restore on the live StatefulSet DS-etcd: its replicas
+// equal spec.etcd.replicas (no scale in progress), and several members start together
+// (podManagementPolicy Parallel).
+func CheckMembers(ds *kdcv1alpha1.KdcClusterDatastore, sts *appsv1.StatefulSet) *Violation {
+	want, have := ds.Spec.Etcd.Replicas, replicas(sts.Spec.Replicas)
+	if want != have {
+		return &Violation{kdcv1alpha1.ReasonMultiReplicaUnsupported, RestoreFromField,
+			fmt.Sprintf("KdcClusterDatastore %s/%s runs %d etcd replicas (spec.etcd.replicas) but StatefulSet %s/%s has %d: a scale is in progress; wait until they agree, then annotate again",
+				ds.Namespace, ds.Name, want, sts.Namespace, sts.Name, have)}
+	}
+	if have > 1 && sts.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
+		return &Violation{kdcv1alpha1.ReasonMultiReplicaUnsupported, RestoreFromField,
+			fmt.Sprintf("StatefulSet %s/%s starts its %d members one by one (podManagementPolicy OrderedReady): after a restore member 0 cannot become ready without a quorum, so the others would never start. Recreate the StatefulSet with podManagementPolicy: Parallel (docs/restore.md, \"Multi-member datastores\"), or restore by hand",
+				sts.Namespace, sts.Name, have)}
+	}
+	return nil
+}
+
 // CheckDataStore is the datastore rule: the datastore exists (DataStoreUnknown; nil ds) and
 // runs a member count the restore supports (MultiReplicaUnsupported).
 func CheckDataStore(ds *kdcv1alpha1.KdcClusterDatastore) *Violation {
@@ -70,9 +94,9 @@ func CheckDataStore(ds *kdcv1alpha1.KdcClusterDatastore) *Violation {
 		return &Violation{kdcv1alpha1.ReasonDataStoreUnknown, RestoreFromField,
 			"the cluster's KdcClusterDatastore cannot be found; wait until status.dataStoreName is set, or fix spec.dataStore, then annotate again"}
 	}
-	if r := ds.Spec.Etcd.Replicas; r != 1 {
+	if r := ds.Spec.Etcd.Replicas; !slices.Contains(supportedMembers, r) {
 		return &Violation{kdcv1alpha1.ReasonMultiReplicaUnsupported, RestoreFromField,
-			fmt.Sprintf("KdcClusterDatastore %s/%s runs %d etcd replicas (spec.etcd.replicas) and restores support exactly 1; do not scale a running multi-member etcd down (it loses quorum unless the other members are removed first): restore every member from the same snapshot by hand, as docs/restore.md \"Multi-member datastores\" describes",
+			fmt.Sprintf("KdcClusterDatastore %s/%s runs %d etcd replicas (spec.etcd.replicas); restores support 1, 3, 5, 7 or 9 members. Do not scale a running multi-member etcd down (it loses quorum unless the other members are removed first); restore by hand as docs/restore.md \"Multi-member datastores\" describes",
 				ds.Namespace, ds.Name, r)}
 	}
 	return nil

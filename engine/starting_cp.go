@@ -27,7 +27,7 @@ func (e *Engine) startingControlPlane(ctx context.Context, r *Restore) (step, er
 	}
 	want := r.recordedReplicas(kdcv1alpha1.AnnotationRestoreControlPlaneReplicas)
 	d := w.ControlPlane
-	if err := e.scaleDeployment(ctx, r, d, want, r.Attempt()); err != nil {
+	if err := e.scaleDeployment(ctx, r, d, want, restartStamp(r)); err != nil {
 		return step{}, err
 	}
 	if !DeploymentReady(d, want) {
@@ -49,4 +49,15 @@ func DeploymentReady(d *appsv1.Deployment, want int32) bool {
 	st := d.Status
 	return st.ObservedGeneration >= d.Generation && replicas(d.Spec.Replicas) == want &&
 		st.Replicas == want && st.UpdatedReplicas == want && st.ReadyReplicas >= want && st.AvailableReplicas >= want
+}
+
+// restartStamp is the restarted-at stamp that rolls C-cp out with fresh pods, or "" under Kamaji:
+// once resumed, Kamaji rewrites the pod template's annotations (internal/builders/controlplane/
+// deployment.go), which would roll the restored control plane out a second time; the drain has
+// left no pod, so the scale-up alone starts fresh ones (docs/restore.md).
+func restartStamp(r *Restore) string {
+	if r.get(kdcv1alpha1.AnnotationRestoreControlPlanePaused) != "" {
+		return ""
+	}
+	return r.Attempt()
 }

@@ -26,7 +26,11 @@ func (e *Engine) stoppingEtcd(ctx context.Context, r *Restore) (step, error) {
 	if err := e.scaleStatefulSet(ctx, r, w.Etcd, 0); err != nil {
 		return step{}, err
 	}
-	stopped, err := e.etcdStopped(ctx, r.Cluster)
+	p, err := e.plan(ctx, r)
+	if err != nil {
+		return e.failOnMissing(ctx, r, err)
+	}
+	stopped, err := e.etcdStopped(ctx, r.Cluster, p.memberCount())
 	if err != nil {
 		return step{}, err
 	}
@@ -38,16 +42,20 @@ func (e *Engine) stoppingEtcd(ctx context.Context, r *Restore) (step, error) {
 	return e.enter(ctx, r, kdcv1alpha1.PhaseRestoringSnapshot, nil)
 }
 
-// etcdStopped reports whether pod DS-etcd-0 is gone (read from the metadata cache).
-func (e *Engine) etcdStopped(ctx context.Context, c *kdcv1alpha1.KdcCluster) (bool, error) {
-	pod := objectMeta("Pod")
-	key := client.ObjectKey{Namespace: c.DataStoreNamespace(), Name: kdcv1alpha1.EtcdPodName(c.DataStore())}
-	err := e.Client.Get(ctx, key, pod)
-	if apierrors.IsNotFound(err) {
-		return true, nil
+// etcdStopped reports whether the pods DS-etcd-0 to -<n-1> are gone (read from the metadata
+// cache).
+func (e *Engine) etcdStopped(ctx context.Context, c *kdcv1alpha1.KdcCluster, n int) (bool, error) {
+	for i := range n {
+		pod := objectMeta("Pod")
+		key := client.ObjectKey{Namespace: c.DataStoreNamespace(), Name: kdcv1alpha1.MemberPodName(c.DataStore(), i)}
+		err := e.Client.Get(ctx, key, pod)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("failed to get pod %s: %w", klog.KRef(key.Namespace, key.Name), err)
+		}
+		return false, nil
 	}
-	if err != nil {
-		return false, fmt.Errorf("failed to get pod %s: %w", klog.KRef(key.Namespace, key.Name), err)
-	}
-	return false, nil
+	return true, nil
 }

@@ -118,7 +118,7 @@ func TestKdcClusterValidator(t *testing.T) {
 		kdcv1alpha1.AnnotationRestoreRequestedAt, "2026-01-01T03:00:00Z")
 	stores := fakeDataStores{stores: map[types.NamespacedName]*kdcv1alpha1.KdcClusterDatastore{
 		{Namespace: "ns", Name: "ds"}:  dataStore(1),
-		{Namespace: "ns", Name: "ds3"}: dataStore(3),
+		{Namespace: "ns", Name: "ds4"}: dataStore(4),
 	}}
 	from := func(ft field.ErrorType, reason string) cause { return cause{ft, fromField, reason} }
 	protected := func(key string) cause {
@@ -143,13 +143,13 @@ func TestKdcClusterValidator(t *testing.T) {
 			from(field.ErrorTypeInvalid, kdcv1alpha1.ReasonInvalidKey)}},
 		{name: "foreign key", old: cluster().obj(), new: cluster().annotations(with(stamped, kdcv1alpha1.AnnotationRestoreFrom, "c2/c2-20260101T020000Z.db")).obj(), want: []cause{
 			from(field.ErrorTypeInvalid, kdcv1alpha1.ReasonForeignKey)}},
-		{name: "multi replica", old: cluster().dataStore("ds3").obj(), new: cluster().dataStore("ds3").annotations(stamped).obj(), want: []cause{
+		{name: "multi replica", old: cluster().dataStore("ds4").obj(), new: cluster().dataStore("ds4").annotations(stamped).obj(), want: []cause{
 			from(field.ErrorTypeForbidden, kdcv1alpha1.ReasonMultiReplicaUnsupported)}},
 		{name: "unknown datastore", old: cluster().dataStore("gone").obj(), new: cluster().dataStore("gone").annotations(stamped).obj(), want: []cause{
 			from(field.ErrorTypeForbidden, kdcv1alpha1.ReasonDataStoreUnknown)}},
 		{name: "no datastore", old: cluster().dataStore("").obj(), new: cluster().dataStore("").annotations(stamped).obj(), want: []cause{
 			from(field.ErrorTypeForbidden, kdcv1alpha1.ReasonDataStoreUnknown)}},
-		{name: "key and datastore both bad", old: cluster().dataStore("ds3").obj(), new: cluster().dataStore("ds3").annotations(request).annotations(with(request, kdcv1alpha1.AnnotationRestoreFrom, "/x")).obj(), want: []cause{
+		{name: "key and datastore both bad", old: cluster().dataStore("ds4").obj(), new: cluster().dataStore("ds4").annotations(request).annotations(with(request, kdcv1alpha1.AnnotationRestoreFrom, "/x")).obj(), want: []cause{
 			from(field.ErrorTypeInvalid, kdcv1alpha1.ReasonInvalidKey), from(field.ErrorTypeForbidden, kdcv1alpha1.ReasonMultiReplicaUnsupported)}},
 		{name: "concurrent request", old: cluster().annotations(restoring(kdcv1alpha1.PhaseValidating)).obj(),
 			new: cluster().annotations(with(restoring(kdcv1alpha1.PhaseValidating), kdcv1alpha1.AnnotationRestoreFrom, "c1/c1-20260102T020000Z.db")).obj(), want: []cause{
@@ -170,9 +170,9 @@ func TestKdcClusterValidator(t *testing.T) {
 		{name: "controller cannot set an invalid key", user: controllerUser, old: cluster().obj(), new: cluster().annotations(map[string]string{kdcv1alpha1.AnnotationRestoreFrom: "../x"}).obj(), want: []cause{
 			from(field.ErrorTypeInvalid, kdcv1alpha1.ReasonInvalidKey)}},
 		{name: "datastore lookup fails", old: cluster().obj(), new: cluster().annotations(stamped).obj(), stores: fakeDataStores{err: errors.New("boom")}, wantErr: true},
-		{name: "shared datastore of 3 members: admitted in prefix mode", old: cluster().dataStore("ds3").obj(), new: cluster().dataStore("ds3").annotations(stamped).obj(),
+		{name: "shared datastore of 4 members: admitted in prefix mode", old: cluster().dataStore("ds4").obj(), new: cluster().dataStore("ds4").annotations(stamped).obj(),
 			stores: fakeDataStores{stores: stores.stores, users: map[types.NamespacedName][]kdcv1alpha1.KdcCluster{
-				{Namespace: "ns", Name: "ds3"}: {*cluster().dataStore("ds3").obj(), *named(cluster().dataStore("ds3"), "c2").obj()}}}},
+				{Namespace: "ns", Name: "ds4"}: {*cluster().dataStore("ds4").obj(), *named(cluster().dataStore("ds4"), "c2").obj()}}}},
 		{name: "attach while a whole-etcd restore of the datastore runs", new: named(cluster(), "c2").obj(),
 			stores: fakeDataStores{stores: stores.stores, users: map[types.NamespacedName][]kdcv1alpha1.KdcCluster{
 				{Namespace: "ns", Name: "ds"}: {*cluster().annotations(restoring(kdcv1alpha1.PhaseRestoringSnapshot)).obj()}}},

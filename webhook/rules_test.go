@@ -68,10 +68,11 @@ func TestValidateDataStoreForRestore(t *testing.T) {
 		{name: "single replica", ds: dataStore(1)},
 		{name: "unknown", want: field.ErrorList{field.Forbidden(fromPath,
 			"DataStoreUnknown: the cluster's KdcClusterDatastore cannot be found; wait until status.dataStoreName is set, or fix spec.dataStore, then annotate again")}},
-		{name: "three replicas", ds: dataStore(3), want: field.ErrorList{field.Forbidden(fromPath,
-			"MultiReplicaUnsupported: KdcClusterDatastore ns/ds runs 3 etcd replicas (spec.etcd.replicas) and restores support exactly 1; do not scale a running multi-member etcd down (it loses quorum unless the other members are removed first): restore every member from the same snapshot by hand, as docs/restore.md \"Multi-member datastores\" describes")}},
+		{name: "three replicas", ds: dataStore(3)},
+		{name: "four replicas", ds: dataStore(4), want: field.ErrorList{field.Forbidden(fromPath,
+			"MultiReplicaUnsupported: KdcClusterDatastore ns/ds runs 4 etcd replicas (spec.etcd.replicas); restores support 1, 3, 5, 7 or 9 members. Do not scale a running multi-member etcd down (it loses quorum unless the other members are removed first); restore by hand as docs/restore.md \"Multi-member datastores\" describes")}},
 		{name: "zero replicas", ds: dataStore(0), want: field.ErrorList{field.Forbidden(fromPath,
-			"MultiReplicaUnsupported: KdcClusterDatastore ns/ds runs 0 etcd replicas (spec.etcd.replicas) and restores support exactly 1; do not scale a running multi-member etcd down (it loses quorum unless the other members are removed first): restore every member from the same snapshot by hand, as docs/restore.md \"Multi-member datastores\" describes")}},
+			"MultiReplicaUnsupported: KdcClusterDatastore ns/ds runs 0 etcd replicas (spec.etcd.replicas); restores support 1, 3, 5, 7 or 9 members. Do not scale a running multi-member etcd down (it loses quorum unless the other members are removed first); restore by hand as docs/restore.md \"Multi-member datastores\" describes")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -52,6 +52,10 @@ const (
 	// etcd member, user, target version) as JSON, resolved once in Validating so later phases,
 	// the recovery and the Jobs run exactly what was verified; cleared at the end.
 	AnnotationRestorePlan = "kube-dc.com/restore-plan"
+	// AnnotationRestoreMembersRevision is, in a multi-member restore, the revision every member
+	// is restored at (the highest of their staged restores), recorded before any member is staged
+	// again at it or swapped; cleared at the end.
+	AnnotationRestoreMembersRevision = "kube-dc.com/restore-members-revision"
 	// AnnotationRestoreRevision is how the restore moved etcd's revision, a RestoreRevision in its
 	// String form (controller, from the restore Job's result, on entering StartingEtcd); cleared
 	// at the end.

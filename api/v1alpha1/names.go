@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "fmt"
+
 // Names of the objects the product reads and writes.
 const (
 	// ObjectBucketClaimName is the OBC (and its Secret and ConfigMap) in each project namespace.
@@ -53,7 +55,13 @@ func EtcdStatefulSetName(ds string) string { return ds + "-etcd" }
 func EtcdPodName(ds string) string { return ds + "-etcd-0" }
 
 // EtcdDataPVCName is etcd-data-DS-etcd-0.
-func EtcdDataPVCName(ds string) string { return "etcd-data-" + ds + "-etcd-0" }
+func EtcdDataPVCName(ds string) string { return MemberDataPVCName(ds, 0) }
+
+// MemberPodName is DS-etcd-<i>, the pod of etcd member i.
+func MemberPodName(ds string, i int) string { return fmt.Sprintf("%s-etcd-%d", ds, i) }
+
+// MemberDataPVCName is etcd-data-DS-etcd-<i>, the data volume of etcd member i.
+func MemberDataPVCName(ds string, i int) string { return fmt.Sprintf("etcd-data-%s-etcd-%d", ds, i) }
 
 // EtcdCertsSecretName is DS-etcd-certs.
 func EtcdCertsSecretName(ds string) string { return ds + "-etcd-certs" }

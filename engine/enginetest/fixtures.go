@@ -2,6 +2,8 @@
 package enginetest
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,4 +138,30 @@ func SharedDataStore(objs []client.Object, replicas int32) []client.Object {
 		}
 	}
 	return append(objs, Cluster(NS, "other", DS, nil))
+}
+
+// ThreeMembers makes the dedicated datastore among objs run 3 members started in parallel, each
+// with the same --initial-cluster.
+func ThreeMembers(objs []client.Object, policy appsv1.PodManagementPolicyType) []client.Object {
+	for _, o := range objs {
+		switch t := o.(type) {
+		case *kdcv1alpha1.KdcClusterDatastore:
+			t.Spec.Etcd.Replicas = 3
+		case *appsv1.StatefulSet:
+			t.Spec.Replicas = ptr.To[int32](3)
+			t.Spec.PodManagementPolicy = policy
+			args := t.Spec.Template.Spec.Containers[0].Args
+			for i, a := range args {
+				if strings.HasPrefix(a, "--initial-cluster=") {
+					var peers []string
+					for m := range 3 {
+						name := fmt.Sprintf("%s-%d", t.Name, m)
+						peers = append(peers, fmt.Sprintf("%s=https://%s.%s.$(POD_NAMESPACE).svc:2380", name, name, t.Name))
+					}
+					args[i] = "--initial-cluster=" + strings.Join(peers, ",")
+				}
+			}
+		}
+	}
+	return objs
 }

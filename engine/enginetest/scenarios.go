@@ -1,6 +1,7 @@
 package enginetest
 
 import (
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -35,7 +36,36 @@ func Scenarios() []Scenario {
 	shared := func(replicas int32) func([]client.Object) []client.Object {
 		return func(objs []client.Object) []client.Object { return SharedDataStore(objs, replicas) }
 	}
+	three := func(policy appsv1.PodManagementPolicyType) func([]client.Object) []client.Object {
+		return func(objs []client.Object) []client.Object { return ThreeMembers(objs, policy) }
+	}
 	return []Scenario{
+		{
+			Golden: "three-members", Name: "Three members: staged, agreed on one revision, swapped, started",
+			Objects:     three(appsv1.ParallelPodManagement),
+			WantMessage: `Restore from "` + Key + `" complete`,
+			WantCP:      2, WantEtcd: 3, WantJobs: []string{"prod-etcd-backup-rf0062daa"},
+		},
+		{
+			Golden: "three-members-stage-fails", Name: "Three members: one member's restore fails, nothing is swapped",
+			Objects:     three(appsv1.ParallelPodManagement),
+			Setup:       func(w *World) { w.JobExit[restore+"-1"] = 9 },
+			WantMessage: `Restore from "` + Key + `" failed (RestoreJobFailed): Job tenant/prod-etcd-restore-1: scripted failure of prod-etcd-restore-1 (Integrity, exit code 9); the data was not swapped; etcd and the control plane were started again on the old data`,
+			WantCP:      2, WantEtcd: 3, WantJobs: []string{restore + "-0", restore + "-1", restore + "-2", rollback + "-0", rollback + "-1", rollback + "-2", verify},
+		},
+		{
+			Golden: "three-members-etcd-start-failed", Name: "Three members: etcd not ready on the restored data, every member rolled back",
+			Objects:     three(appsv1.ParallelPodManagement),
+			Setup:       func(w *World) { w.EtcdNeverReadyOnRestored = true },
+			WantMessage: `Restore from "` + Key + `" failed (EtcdStartFailed): StatefulSet tenant/ds-etcd did not become ready on the restored data within 5m0s; the previous data was swapped back (rollback) and etcd and the control plane were started on it`,
+			WantCP:      2, WantEtcd: 3, WantJobs: []string{"prod-etcd-restage-1", "prod-etcd-restage-2", restore + "-0", restore + "-1", restore + "-2", rollback + "-0", rollback + "-1", rollback + "-2", "prod-etcd-swap-0", "prod-etcd-swap-1", "prod-etcd-swap-2", verify},
+		},
+		{
+			Golden: "three-members-ordered-ready", Name: "Three members started one by one: refused",
+			Objects:     three(appsv1.OrderedReadyPodManagement),
+			WantMessage: `Restore from "` + Key + `" failed (MultiReplicaUnsupported): StatefulSet tenant/ds-etcd starts its 3 members one by one (podManagementPolicy OrderedReady): after a restore member 0 cannot become ready without a quorum, so the others would never start. Recreate the StatefulSet with podManagementPolicy: Parallel (docs/restore.md, "Multi-member datastores"), or restore by hand; nothing was changed`,
+			WantCP:      2, WantEtcd: 3,
+		},
 		{
 			Golden: "prefix-success", Name: "Shared datastore: the tenant's prefix is restored, etcd stays up",
 			Objects:     shared(1),
@@ -96,7 +126,7 @@ func Scenarios() []Scenario {
 				objs[1].(*kdcv1alpha1.KdcClusterDatastore).Spec.Etcd.Replicas = 3
 				return objs
 			},
-			WantMessage: `Restore from "` + Key + `" failed (MultiReplicaUnsupported): KdcClusterDatastore tenant/ds runs 3 etcd replicas (spec.etcd.replicas) and restores support exactly 1; do not scale a running multi-member etcd down (it loses quorum unless the other members are removed first): restore every member from the same snapshot by hand, as docs/restore.md "Multi-member datastores" describes; nothing was changed`,
+			WantMessage: `Restore from "` + Key + `" failed (MultiReplicaUnsupported): KdcClusterDatastore tenant/ds runs 3 etcd replicas (spec.etcd.replicas) but StatefulSet tenant/ds-etcd has 1: a scale is in progress; wait until they agree, then annotate again; nothing was changed`,
 			WantCP:      2, WantEtcd: 1,
 		},
 		{

@@ -268,19 +268,21 @@ func (w *World) Step() bool {
 	sts := &appsv1.StatefulSet{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: NS, Name: kdcv1alpha1.EtcdStatefulSetName(DS)}, sts); err == nil {
 		want := replicasOf(sts.Spec.Replicas)
-		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: NS, Name: kdcv1alpha1.EtcdPodName(DS)}}
-		exists := c.Get(ctx, client.ObjectKeyFromObject(pod), pod) == nil
-		switch {
-		case want > 0 && !exists:
-			must(c.Create(ctx, pod))
-			exists, changed = true, true
-		case want == 0 && exists && !w.EtcdNeverStops:
-			must(c.Delete(ctx, pod))
-			exists, changed = false, true
-		}
 		var n, ready int32
-		if exists {
-			n, ready = 1, 1
+		for i := range max(want, 9) {
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: NS, Name: kdcv1alpha1.MemberPodName(DS, int(i))}}
+			exists := c.Get(ctx, client.ObjectKeyFromObject(pod), pod) == nil
+			switch {
+			case i < want && !exists:
+				must(c.Create(ctx, pod))
+				exists, changed = true, true
+			case i >= want && exists && !w.EtcdNeverStops:
+				must(c.Delete(ctx, pod))
+				exists, changed = false, true
+			}
+			if exists {
+				n, ready = n+1, ready+1
+			}
 		}
 		if w.EtcdNeverReadyOnRestored && w.onRestored {
 			ready = 0
@@ -322,15 +324,29 @@ func (w *World) Step() bool {
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(j, batchv1.SchemeGroupVersion.WithKind("Job"))}}}
 		must(c.Create(ctx, pod))
 		switch {
-		case code == 0 && j.Name == kdcv1alpha1.RestoreJobName(ClusterName):
+		case code == 0 && (j.Name == kdcv1alpha1.RestoreJobName(ClusterName) || strings.HasPrefix(j.Name, ClusterName+"-etcd-swap-")):
 			w.onRestored = true
-		case code == 0 && j.Name == kdcv1alpha1.RollbackJobName(ClusterName):
+		case code == 0 && strings.HasPrefix(j.Name, kdcv1alpha1.RollbackJobName(ClusterName)):
 			w.onRestored = false
 		}
 		phase := corev1.PodSucceeded
 		msg := `{"key":"` + Key + `"}`
-		if j.Name == kdcv1alpha1.RestoreJobName(ClusterName) {
+		switch {
+		case j.Name == kdcv1alpha1.RestoreJobName(ClusterName):
 			msg = `{"key":"` + Key + `","revision":239,"revisionBefore":2000000241,"bumpRevision":3000000002,"restoredRevision":3000000241}`
+		case strings.HasPrefix(j.Name, kdcv1alpha1.RestoreJobName(ClusterName)+"-"), strings.HasPrefix(j.Name, ClusterName+"-etcd-restage-"):
+			// Member 0 kept its data; the others lost theirs (quorum lost), so they stage lower
+			// and are staged again at member 0's revision.
+			restored := 3000000241
+			if strings.HasSuffix(j.Name, "-restore-1") || strings.HasSuffix(j.Name, "-restore-2") {
+				restored = 1000000239
+			}
+			if strings.Contains(j.Name, "-restage-") {
+				restored = 3000000241
+			}
+			msg = fmt.Sprintf(`{"key":"%s","sha256":"abc","revision":239,"revisionBefore":2000000241,"bumpRevision":%d,"restoredRevision":%d,"state":"staged"}`, Key, restored-239, restored)
+		case strings.HasPrefix(j.Name, ClusterName+"-etcd-swap-"):
+			msg = `{"state":"swapped"}`
 		}
 		if code != 0 {
 			phase = corev1.PodFailed
