@@ -71,8 +71,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The tenant is laid out as on Kube-DC: TenantControlPlane tenant-cp owns Deployment
-	// tenant-cp, and the Kamaji stand-in undoes a scale of it while the TCP is not paused.
+	// Kube-DC's layout: the TCP owns tenant-cp and the stand-in undoes a scale behind its back.
 	t.Run("kamaji layout", func(t *testing.T) {
 		tcp, err := tn.TenantControlPlane(ctx)
 		if err != nil {
@@ -125,8 +124,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("tenant ConfigMap %s = %v, want %v", name, got, want)
 		}
 	}
-	// expectResumed: no restore leaves its pause on the TenantControlPlane, and the stand-in
-	// holds the Deployment at the TCP's replicas again.
+	// expectResumed: no restore, failed or not, leaves its pause behind (docs/restore.md).
 	expectResumed := func(t *testing.T) {
 		t.Helper()
 		tcp, err := tn.TenantControlPlane(ctx)
@@ -306,8 +304,7 @@ func TestEndToEnd(t *testing.T) {
 		logf("kubectl get kdccluster showed phases %v", keys(seenInTable))
 		logf("restore RTO %s (annotate -> RestoreReady=True): %s", r.RTO().Round(10*time.Millisecond), breakdown(r))
 
-		// The write barrier held against Kamaji: paused, drained, no API server pod until
-		// StartingControlPlane, resumed at the end.
+		// The write barrier held against Kamaji (docs/restore.md, "Control planes owned by Kamaji").
 		rep, err := cw.Stop(r)
 		if err != nil {
 			t.Fatal(err)

@@ -211,7 +211,7 @@ func (d *demo) run(ctx context.Context, keep bool, padMB int, etcdVersion string
 	for _, p := range r.PhaseDurations() {
 		d.say("  %-22s %8s", p.Phase, p.Duration.Round(10*time.Millisecond))
 	}
-	// A watch recorded every pod of the control plane and every state of its TenantControlPlane.
+	// The watch shows the write barrier held against Kamaji (docs/demo.md).
 	rep, err := cw.Stop(r)
 	if err != nil {
 		return err

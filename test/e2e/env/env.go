@@ -82,8 +82,7 @@ type Env struct {
 	Client client.Client
 	Kube   kubernetes.Interface
 	Agent  *nodeagent.Agent
-	// Kamaji is the stand-in for Kamaji's TenantControlPlane controller (test/kamaji), running in
-	// this process beside the manager: it owns every tenant's control plane Deployment.
+	// Kamaji is the in-process stand-in for Kamaji's TenantControlPlane controller (test/kamaji).
 	Kamaji *kamaji.StandIn
 	// Dir holds the logs: kube-controller-manager, MinIO, the node agent (agent.log) and the
 	// pods' containers (nodeagent/pods/*/logs).
@@ -231,8 +230,7 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	return e, nil
 }
 
-// startKamaji runs the Kamaji stand-in (test/kamaji) in a controller-runtime manager of its own
-// against the management cluster, until Stop.
+// startKamaji runs the Kamaji stand-in in a manager of its own until Stop.
 func (e *Env) startKamaji(ctx context.Context) error {
 	mgr, err := ctrl.NewManager(e.Mgmt.Config, framework.ManagerOptions())
 	if err != nil {
@@ -252,9 +250,8 @@ func (e *Env) startKamaji(ctx context.Context) error {
 	return nil
 }
 
-// Stop tears everything down in reverse order: the tenants' control planes, the Kamaji stand-in,
-// the node agent (which stops every pod process it started), then cert-manager, MinIO, kube-controller-manager and the control plane. It returns
-// the first error.
+// Stop tears everything down in reverse order (tenants' control planes, Kamaji stand-in, node agent
+// and its pods, cert-manager, MinIO, kube-controller-manager, control plane); the first error.
 func (e *Env) Stop() error {
 	var errs []error
 	for i := len(e.stops) - 1; i >= 0; i-- {

@@ -22,9 +22,7 @@ import (
 	"kube-dc.com/etcd-backup/test/framework"
 )
 
-// resourceVersion is obj's resourceVersion as a number: the management cluster's single etcd
-// writes every kind, so its revisions order events of the KdcCluster, pods and the
-// TenantControlPlane against each other.
+// resourceVersion as a number: one etcd holds every kind, so it orders events across kinds.
 func resourceVersion(obj metav1.Object) int64 {
 	rv, _ := strconv.ParseInt(obj.GetResourceVersion(), 10, 64)
 	return rv
@@ -59,13 +57,11 @@ type OwnerRevert struct {
 	Took     time.Duration
 	// Reverts is the stand-in's count of reverts after this one.
 	Reverts int64
-	// PodsBefore and PodsAfter are C-cp's pods before the scale and once the tenant is ready again.
+	// PodsBefore and PodsAfter: C-cp's pods before the scale and once the tenant is ready again.
 	PodsBefore, PodsAfter []string
 }
 
-// ScaleAgainstOwner does what a restore without the pause would: `kubectl scale deployment C-cp
-// --replicas=0` while the TenantControlPlane is not paused. It waits until the stand-in set the
-// replicas back to the TCP's and the tenant answers again.
+// ScaleAgainstOwner scales C-cp to 0 behind the unpaused TCP, as a restore without the pause would.
 func (t *Tenant) ScaleAgainstOwner(ctx context.Context) (*OwnerRevert, error) {
 	e, name := t.env, t.ControlPlaneName()
 	tcp, err := t.TenantControlPlane(ctx)
@@ -125,8 +121,7 @@ func (t *Tenant) controlPlanePods(ctx context.Context) ([]string, error) {
 type ControlPlaneEvent struct {
 	At              time.Time
 	ResourceVersion int64
-	// Kind is "Pod" or "TenantControlPlane"; Type is the watch event's (Added for what the
-	// initial list held).
+	// Kind is "Pod" or "TenantControlPlane"; Type is Added for what the initial list held.
 	Kind string
 	Type watch.EventType
 	Name string
@@ -138,8 +133,7 @@ type ControlPlaneEvent struct {
 	PausedValue string
 }
 
-// ControlPlaneWatch records every pod of C-cp (by its kamaji.clastix.io/name label) and every
-// state of the TenantControlPlane from the moment it is started until Stop.
+// ControlPlaneWatch records every pod (kamaji.clastix.io/name) and TCP state of C-cp until Stop.
 type ControlPlaneWatch struct {
 	mu      sync.Mutex
 	events  []ControlPlaneEvent
@@ -150,8 +144,7 @@ type ControlPlaneWatch struct {
 	t       *Tenant
 }
 
-// WatchControlPlane starts recording C-cp's pods and TenantControlPlane; start it before the
-// restore is requested.
+// WatchControlPlane starts the recording; start it before the restore is requested.
 func (t *Tenant) WatchControlPlane(ctx context.Context) (*ControlPlaneWatch, error) {
 	e, name := t.env, t.ControlPlaneName()
 	wc, err := client.NewWithWatch(e.Mgmt.Config, client.Options{Scheme: framework.Scheme})
@@ -253,26 +246,19 @@ type ControlPlaneReport struct {
 	Events []ControlPlaneEvent
 	// Paused and Resumed are the TCP events that added and removed the restore's pause.
 	Paused, Resumed *ControlPlaneEvent
-	// Gone are the DELETED events of the pods that ran before the drain; Started the pods created
-	// from StartingControlPlane on.
+	// Gone: pods deleted during the drain; Started: pods created from StartingControlPlane on.
 	Gone, Started []ControlPlaneEvent
-	// Drained and Starting are the restore's entries into StoppingEtcd (the end of the drain) and
-	// StartingControlPlane.
+	// Drained and Starting: the restore entering StoppingEtcd (the drain's end) and StartingControlPlane.
 	Drained, Starting PhaseTiming
 	// PodsInWindow counts the pods of C-cp that existed between Drained and Starting.
 	PodsInWindow int
 	// RevertsDuring is how often the Kamaji stand-in set the replicas back during the restore.
 	RevertsDuring int64
-	// Violations are the breaches of the write barrier and of the pause: a pod of C-cp that
-	// existed between Drained and Starting, the TCP not paused in that window or still paused at
-	// the end. Empty when the restore held.
+	// Violations break the write barrier or the pause (docs/restore.md); empty when the restore held.
 	Violations []string
 }
 
-// Stop ends the recording and checks it against the restore r (which must have succeeded): the
-// TCP was paused before the drain ended and stayed paused until StartingControlPlane, no pod of
-// C-cp existed from the end of DrainingControlPlane until StartingControlPlane, and the pause
-// was removed before the restore ended. A watch that ended early is an error.
+// Stop ends the recording and checks it against the succeeded restore r (docs/demo.md says what holds).
 func (cw *ControlPlaneWatch) Stop(r *Restore) (*ControlPlaneReport, error) {
 	cw.cancel()
 	cw.wg.Wait()
@@ -284,7 +270,7 @@ func (cw *ControlPlaneWatch) Stop(r *Restore) (*ControlPlaneReport, error) {
 	return checkControlPlane(cw.events, r, cw.t.env.Kamaji.Reverts()-cw.reverts)
 }
 
-// checkControlPlane replays the recorded events against the restore r (Stop says what holds).
+// checkControlPlane replays the events in etcd's order against the restore's phases.
 func checkControlPlane(events []ControlPlaneEvent, r *Restore, revertsDuring int64) (*ControlPlaneReport, error) {
 	rep := &ControlPlaneReport{Events: append([]ControlPlaneEvent(nil), events...), RevertsDuring: revertsDuring}
 	sort.SliceStable(rep.Events, func(i, j int) bool { return rep.Events[i].ResourceVersion < rep.Events[j].ResourceVersion })
@@ -298,8 +284,6 @@ func checkControlPlane(events []ControlPlaneEvent, r *Restore, revertsDuring int
 	violate := func(format string, args ...any) {
 		rep.Violations = append(rep.Violations, fmt.Sprintf(format, args...))
 	}
-	// Replay the events in etcd's order, checking the state when the drain ended and every
-	// change until the control plane was started again.
 	pods := map[string]ControlPlaneEvent{}
 	paused, checked := false, false
 	for i := range rep.Events {

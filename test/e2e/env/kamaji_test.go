@@ -11,9 +11,7 @@ import (
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 )
 
-// TestCheckControlPlane: the report the e2e test asserts on catches what issue 18 saw, an API
-// server pod brought back by Kamaji between the drain and StartingControlPlane, and a pause
-// missing or left behind; a restore that held gives no violation.
+// TestCheckControlPlane: the check catches a pod back between drain and start, and a missing or kept pause.
 func TestCheckControlPlane(t *testing.T) {
 	start := time.Now()
 	r := &Restore{Start: start, EndResourceVersion: 100, Phases: []PhaseTiming{

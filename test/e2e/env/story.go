@@ -111,8 +111,7 @@ func (t *Tenant) GetKdcCluster(ctx context.Context) (string, error) {
 type PhaseTiming struct {
 	Phase kdcv1alpha1.RestorePhase
 	At    time.Time
-	// ResourceVersion is the KdcCluster's in the event that showed the phase (ControlPlaneWatch
-	// orders pod and TenantControlPlane events against it).
+	// ResourceVersion is the KdcCluster's in that event; ControlPlaneWatch orders events by it.
 	ResourceVersion int64
 }
 

@@ -102,8 +102,7 @@ func (e *Env) CreateTenant(ctx context.Context, o TenantOptions) (*Tenant, error
 	ns, ds, c := o.Namespace, o.DataStore, o.Cluster
 	etcdName, cpName := kdcv1alpha1.EtcdStatefulSetName(ds), kdcv1alpha1.ControlPlaneDeploymentName(c)
 	etcdLabels := map[string]string{"app.kubernetes.io/name": "etcd", "app.kubernetes.io/instance": etcdName, "kube-dc.com/datastore": ds}
-	// Kamaji labels the control plane's pods with its TenantControlPlane's name
-	// (internal/builders/controlplane/deployment.go) and selects them by it.
+	// Kamaji selects the pods by kamaji.clastix.io/name (internal/builders/controlplane/deployment.go).
 	cpLabels := map[string]string{"app.kubernetes.io/name": "kube-apiserver", "app.kubernetes.io/instance": cpName, "kube-dc.com/cluster": c,
 		kamajiv1alpha1.LabelName: cpName}
 
@@ -209,8 +208,7 @@ func (e *Env) CreateTenant(ctx context.Context, o TenantOptions) (*Tenant, error
 	if err := e.Client.Create(ctx, etcdStatefulSet(ns, ds, o.EtcdVersion, etcdLabels)); err != nil {
 		return nil, fmt.Errorf("failed to create StatefulSet %s: %w", etcdName, err)
 	}
-	// As on Kube-DC, a Kamaji TenantControlPlane C-cp runs the control plane: it owns Deployment
-	// C-cp (Kamaji creates it with a controller reference) and the stand-in keeps its replicas.
+	// Kamaji creates C-cp with its TCP as controller (internal/resources/k8s_deployment_resource.go).
 	tcp := kamaji.TenantControlPlane(ns, cpName, 1)
 	if err := e.Client.Create(ctx, tcp); err != nil {
 		return nil, fmt.Errorf("failed to create TenantControlPlane %s: %w", cpName, err)
@@ -483,8 +481,7 @@ func controlPlaneDeployment(ns, c, ds string, labels map[string]string) *appsv1.
 	}
 }
 
-// scaleToZero pauses the TenantControlPlane ns/name, scales its Deployment ns/name to 0 and
-// waits (at most 20s) until its pods are gone.
+// scaleToZero pauses TCP ns/name, scales Deployment ns/name to 0 and waits (20s) for its pods to go.
 func (e *Env) scaleToZero(ns, name string, labels map[string]string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
