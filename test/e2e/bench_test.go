@@ -12,7 +12,8 @@ import (
 )
 
 // BenchmarkRestoreRTO measures the end-to-end restore time (kubectl annotate -> RestoreReady=True)
-// of a ~20 MB tenant etcd (v3.5.35) on the whole environment, per phase, beside the same steps
+// of a ~20 MB tenant etcd (v3.5.35) on the whole environment, the tenant laid out as on Kube-DC
+// (each restore pauses and resumes its TenantControlPlane), per phase, beside the same steps
 // done directly (stop kube-apiserver, stop etcd, etcdutl snapshot restore from a local file,
 // start etcd, start kube-apiserver) in the same run. Run it with
 //

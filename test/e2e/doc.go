@@ -4,10 +4,14 @@
 // `make bins`; it builds the image (make image) and kubectl-kdc itself, and installs the manager
 // with the Helm chart, so the manager and every Job run the image.
 //
-// TestEndToEnd walks: environment up; tenant cluster (etcd v3.5.35) padded to ~20 MB; a backup
+// TestEndToEnd walks: environment up; tenant cluster (etcd v3.5.35) laid out as on Kube-DC, a
+// Kamaji TenantControlPlane owning its control plane Deployment (test/kamaji's stand-in undoes a
+// scale of it), padded to ~20 MB; a backup
 // Job from the CronJob uploads a snapshot; tenant objects are changed after it; the webhook
 // rejects a foreign key, a malformed key and a second restore while one runs; the restore runs
-// through every phase and the tenant then serves exactly the snapshot's objects (the RTO and its
+// through every phase, the TenantControlPlane paused from before the end of the drain until the
+// control plane is ready (no pod of it in between, recorded by a watch), and the tenant then
+// serves exactly the snapshot's objects (the RTO and its
 // per-phase breakdown are logged beside the same steps done directly: etcdutl, etcd and
 // kube-apiserver as plain processes); of two concurrent requests exactly one is admitted; a
 // snapshot corrupted in the bucket fails the restore in Validating with nothing changed; and a

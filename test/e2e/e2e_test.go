@@ -13,12 +13,15 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	kamajiv1alpha1 "kube-dc.com/etcd-backup/api/kamaji/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 	"kube-dc.com/etcd-backup/test/e2e/env"
 	"kube-dc.com/etcd-backup/test/framework"
@@ -68,6 +71,36 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Kube-DC's layout: the TCP owns tenant-cp and the stand-in undoes a scale behind its back.
+	t.Run("kamaji layout", func(t *testing.T) {
+		tcp, err := tn.TenantControlPlane(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d appsv1.Deployment
+		if err := e.Client.Get(ctx, client.ObjectKey{Namespace: tn.Namespace, Name: tn.ControlPlaneName()}, &d); err != nil {
+			t.Fatal(err)
+		}
+		if !metav1.IsControlledBy(&d, tcp) {
+			t.Errorf("Deployment %s is controlled by %+v, want TenantControlPlane %s", d.Name, metav1.GetControllerOf(&d), tcp.Name)
+		}
+		if got := d.Spec.Template.Labels[kamajiv1alpha1.LabelName]; got != tcp.Name {
+			t.Errorf("Deployment %s pod label %s = %q, want %q", d.Name, kamajiv1alpha1.LabelName, got, tcp.Name)
+		}
+		rev, err := tn.ScaleAgainstOwner(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rev.Reverts == 0 {
+			t.Errorf("the Kamaji stand-in reverted nothing")
+		}
+		logf("kubectl scale deployment %s --replicas=0: set back to %d by the Kamaji stand-in after %s (reverts %d); pods %v -> %v",
+			d.Name, rev.Replicas, rev.Took.Round(time.Millisecond), rev.Reverts, rev.PodsBefore, rev.PodsAfter)
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+
 	// Tenant data before the backup.
 	const ns = "default"
 	mustPut := func(name string, data map[string]string) {
@@ -89,6 +122,24 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("tenant does not serve ConfigMap %s, want %v", name, want)
 		case want != nil && fmt.Sprint(got) != fmt.Sprint(want):
 			t.Errorf("tenant ConfigMap %s = %v, want %v", name, got, want)
+		}
+	}
+	// expectResumed: no restore, failed or not, leaves its pause behind (docs/restore.md).
+	expectResumed := func(t *testing.T) {
+		t.Helper()
+		tcp, err := tn.TenantControlPlane(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, paused := tcp.Annotations[kamajiv1alpha1.AnnotationPaused]; paused {
+			t.Errorf("TenantControlPlane %s still paused after the restore: %s=%q", tcp.Name, kamajiv1alpha1.AnnotationPaused, v)
+		}
+		kc, err := tn.KdcCluster(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := kc.Annotations[kdcv1alpha1.AnnotationRestoreControlPlanePaused]; ok {
+			t.Errorf("KdcCluster keeps %s=%q after the restore", kdcv1alpha1.AnnotationRestoreControlPlanePaused, v)
 		}
 	}
 	mustPut("app-config", map[string]string{"version": "v1"})
@@ -183,6 +234,11 @@ func TestEndToEnd(t *testing.T) {
 	t.Run("restore", func(t *testing.T) {
 		var phases []kdcv1alpha1.RestorePhase
 		seenInTable := map[string]bool{}
+		revertsBefore := e.Kamaji.Reverts()
+		cw, err := tn.WatchControlPlane(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
 		rr, err := tn.StartRestore(ctx, backup.Key, env.RestoreOptions{OnPhase: func(p env.PhaseTiming) {
 			phases = append(phases, p.Phase)
 		}})
@@ -190,6 +246,16 @@ func TestEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		logf("kubectl annotate kdccluster tenant %s=%s: %s", kdcv1alpha1.AnnotationRestoreFrom, backup.Key, rr.Output)
+		// The operator follows it: the plugin says when the control plane is paused and resumed.
+		type result struct {
+			out string
+			err error
+		}
+		follow := make(chan result, 1)
+		go func() {
+			out, err := e.KubectlKdc(ctx, "restore", tn.Cluster, "-n", tn.Namespace, "--wait")
+			follow <- result{out, err}
+		}()
 
 		// A second, well-formed restore request while this one runs is rejected.
 		second := backup.Key[:len("tenant/tenant-20060102T15")] + "5959Z.db"
@@ -237,6 +303,32 @@ func TestEndToEnd(t *testing.T) {
 		}
 		logf("kubectl get kdccluster showed phases %v", keys(seenInTable))
 		logf("restore RTO %s (annotate -> RestoreReady=True): %s", r.RTO().Round(10*time.Millisecond), breakdown(r))
+
+		// The write barrier held against Kamaji (docs/restore.md, "Control planes owned by Kamaji").
+		rep, err := cw.Stop(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range rep.Lines(r) {
+			logf("%s", l)
+		}
+		for _, v := range rep.Violations {
+			t.Errorf("control plane during the restore: %s", v)
+		}
+		if revertsBefore == 0 {
+			t.Errorf("the Kamaji stand-in had reverted nothing before the restore")
+		}
+		f := <-follow
+		if f.err != nil {
+			t.Errorf("kubectl kdc restore --wait: %v\n%s", f.err, f.out)
+		}
+		for _, want := range []string{"TenantControlPlane paused (" + kamajiv1alpha1.AnnotationPaused + ")", "TenantControlPlane resumed"} {
+			if !strings.Contains(f.out, want) {
+				t.Errorf("kubectl kdc restore --wait does not say %q:\n%s", want, f.out)
+			}
+		}
+		logf("kubectl kdc restore %s -n %s --wait:\n%s", tn.Cluster, tn.Namespace, f.out)
+		expectResumed(t)
 
 		if err := tn.WaitReady(ctx, time.Minute); err != nil {
 			t.Fatal(err)
@@ -337,6 +429,7 @@ func TestEndToEnd(t *testing.T) {
 		expect("app-config", map[string]string{"version": "v3"})
 		expect("kept", map[string]string{"owner": "team-a"})
 		logf("tenant still serves its data (app-config=v3)")
+		expectResumed(t)
 	})
 
 	t.Run("snapshot corrupted after validation", func(t *testing.T) {
@@ -376,6 +469,7 @@ func TestEndToEnd(t *testing.T) {
 		expect("app-config", map[string]string{"version": "v4"})
 		expect("kept", map[string]string{"owner": "team-a"})
 		logf("tenant back on its old data (app-config=v4)")
+		expectResumed(t)
 	})
 
 	t.Run("older snapshot after a newer one", func(t *testing.T) {
@@ -398,6 +492,7 @@ func TestEndToEnd(t *testing.T) {
 			if err := tn.WaitReady(ctx, time.Minute); err != nil {
 				t.Fatal(err)
 			}
+			expectResumed(t)
 		}
 		restoreOK(newest.Key)
 		expect("app-config", map[string]string{"version": "v4"})

@@ -106,8 +106,19 @@ func (d *demo) run(ctx context.Context, keep bool, padMB int, etcdVersion string
 	if err != nil {
 		return err
 	}
-	out, _ = e.Kubectl(ctx, "get", "kdcclusterdatastore,kdccluster,statefulset,deployment,pvc,pods,cronjob", "-n", ns)
-	d.cmd("kubectl get kdcclusterdatastore,kdccluster,statefulset,deployment,pvc,pods,cronjob -n "+ns, out)
+	out, _ = e.Kubectl(ctx, "get", "kdcclusterdatastore,kdccluster,tenantcontrolplane,statefulset,deployment,pvc,pods,cronjob", "-n", ns)
+	d.cmd("kubectl get kdcclusterdatastore,kdccluster,tenantcontrolplane,statefulset,deployment,pvc,pods,cronjob -n "+ns, out)
+	cp := t.ControlPlaneName()
+	cols := "custom-columns=DEPLOYMENT:.metadata.name,OWNER:.metadata.ownerReferences[*].kind,NAME:.metadata.ownerReferences[*].name,CONTROLLER:.metadata.ownerReferences[*].controller,REPLICAS:.spec.replicas,POD-LABEL:.spec.template.metadata.labels.kamaji\\.clastix\\.io/name"
+	out, _ = e.Kubectl(ctx, "get", "deployment", cp, "-n", ns, "-o", cols)
+	d.cmd("kubectl get deployment "+cp+" -n "+ns+" -o '"+cols+"'", out)
+	rev, err := t.ScaleAgainstOwner(ctx)
+	if err != nil {
+		return err
+	}
+	d.cmd("kubectl scale deployment "+cp+" -n "+ns+" --replicas=0", rev.Output)
+	d.say("Kamaji (the stand-in) set %s back to %d replica(s) after %s (reverts so far: %d); pods %v -> %v. A restore must pause the TenantControlPlane before it drains the control plane",
+		cp, rev.Replicas, rev.Took.Round(time.Millisecond), rev.Reverts, rev.PodsBefore, rev.PodsAfter)
 
 	d.title("Tenant objects, through the tenant's own kube-apiserver")
 	if err := t.PutConfigMap(ctx, "default", "app-config", map[string]string{"version": "v1"}); err != nil {
@@ -164,6 +175,10 @@ func (d *demo) run(ctx context.Context, keep bool, padMB int, etcdVersion string
 	}
 
 	d.title("Restore from %s", b.Key)
+	cw, err := t.WatchControlPlane(ctx)
+	if err != nil {
+		return err
+	}
 	rr, err := t.StartRestore(ctx, b.Key, env.RestoreOptions{})
 	if err != nil {
 		return err
@@ -195,6 +210,18 @@ func (d *demo) run(ctx context.Context, keep bool, padMB int, etcdVersion string
 	d.say("RTO (kubectl annotate -> RestoreReady=True): %s", r.RTO().Round(10*time.Millisecond))
 	for _, p := range r.PhaseDurations() {
 		d.say("  %-22s %8s", p.Phase, p.Duration.Round(10*time.Millisecond))
+	}
+	// The watch shows the write barrier held against Kamaji (docs/demo.md).
+	rep, err := cw.Stop(r)
+	if err != nil {
+		return err
+	}
+	d.say("the control plane during the restore (a watch on its pods and TenantControlPlane):")
+	for _, l := range rep.Lines(r) {
+		d.say("  %s", l)
+	}
+	if len(rep.Violations) > 0 {
+		return fmt.Errorf("the control plane was not held down during the restore: %s", strings.Join(rep.Violations, "; "))
 	}
 
 	d.title("The tenant serves exactly the snapshot's objects")

@@ -8,8 +8,10 @@
 // chart through Helm's install action (Options.Install: or `kubectl apply -k manifests/default`).
 //
 // On top of it, Tenant lays out a tenant cluster as Kube-DC does (KdcClusterDatastore, an etcd
-// StatefulSet DS-etcd with TLS and a data PVC, a control-plane Deployment C-cp running a real
-// kube-apiserver, the KdcCluster), and story.go holds the steps of the story (backup Job,
+// StatefulSet DS-etcd with TLS and a data PVC, a Kamaji TenantControlPlane C-cp owning the
+// control-plane Deployment C-cp running a real kube-apiserver, the KdcCluster), with the Kamaji
+// stand-in (test/kamaji) running in this process; kamaji.go records the control plane's pods and
+// TenantControlPlane through a restore and checks them against its phases; story.go holds the steps of the story (backup Job,
 // restore with phase timings from a watch, corrupting a snapshot in the bucket) shared by the
 // demo, the test and the benchmark. direct.go times the restore's underlying steps done by hand
 // (etcdutl, etcd and kube-apiserver as plain processes) and report.go prints them beside the

@@ -29,6 +29,7 @@ import (
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 	"kube-dc.com/etcd-backup/test/certmanager"
 	"kube-dc.com/etcd-backup/test/framework"
+	"kube-dc.com/etcd-backup/test/kamaji"
 	"kube-dc.com/etcd-backup/test/nodeagent"
 )
 
@@ -81,6 +82,8 @@ type Env struct {
 	Client client.Client
 	Kube   kubernetes.Interface
 	Agent  *nodeagent.Agent
+	// Kamaji is the in-process stand-in for Kamaji's TenantControlPlane controller (test/kamaji).
+	Kamaji *kamaji.StandIn
 	// Dir holds the logs: kube-controller-manager, MinIO, the node agent (agent.log) and the
 	// pods' containers (nodeagent/pods/*/logs).
 	Dir string
@@ -217,15 +220,38 @@ func Start(ctx context.Context, opts Options) (_ *Env, err error) {
 	e.onStop("node agent", func() error { e.Agent.Stop(); return agentLog.Close() })
 	e.logf("node agent running pods as local processes (host %s, pod logs under %s)", e.Agent.HostIP(), filepath.Join(e.Dir, "nodeagent", "pods"))
 
+	if err := e.startKamaji(runCtx); err != nil {
+		return nil, err
+	}
+
 	if err := e.installManager(ctx); err != nil {
 		return nil, err
 	}
 	return e, nil
 }
 
-// Stop tears everything down in reverse order: the node agent stops every pod process it
-// started, then cert-manager, MinIO, kube-controller-manager and the control plane. It returns
-// the first error.
+// startKamaji runs the Kamaji stand-in in a manager of its own until Stop.
+func (e *Env) startKamaji(ctx context.Context) error {
+	mgr, err := ctrl.NewManager(e.Mgmt.Config, framework.ManagerOptions())
+	if err != nil {
+		return err
+	}
+	if e.Kamaji, err = kamaji.Setup(mgr); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	e.onStop("Kamaji stand-in", func() error { cancel(); return <-done })
+	if !mgr.GetCache().WaitForCacheSync(ctx) {
+		return errors.New("the Kamaji stand-in's caches did not sync")
+	}
+	e.logf("Kamaji stand-in (test/kamaji) reconciling TenantControlPlanes in-process")
+	return nil
+}
+
+// Stop tears everything down in reverse order (tenants' control planes, Kamaji stand-in, node agent
+// and its pods, cert-manager, MinIO, kube-controller-manager, control plane); the first error.
 func (e *Env) Stop() error {
 	var errs []error
 	for i := len(e.stops) - 1; i >= 0; i-- {

@@ -111,6 +111,8 @@ func (t *Tenant) GetKdcCluster(ctx context.Context) (string, error) {
 type PhaseTiming struct {
 	Phase kdcv1alpha1.RestorePhase
 	At    time.Time
+	// ResourceVersion is the KdcCluster's in that event; ControlPlaneWatch orders events by it.
+	ResourceVersion int64
 }
 
 // Restore is the outcome of a restore.
@@ -118,7 +120,9 @@ type Restore struct {
 	Key string
 	// Start is just before `kubectl annotate`; End when the watch saw the restore finish.
 	Start, End time.Time
-	Phases     []PhaseTiming
+	// EndResourceVersion is the KdcCluster's in the event that showed the end.
+	EndResourceVersion int64
+	Phases             []PhaseTiming
 	// Condition is RestoreReady at the end.
 	Condition metav1.Condition
 	Cluster   *kdcv1alpha1.KdcCluster
@@ -238,7 +242,7 @@ func (t *Tenant) StartRestore(ctx context.Context, key string, o RestoreOptions)
 			if phase != "" && phase != last {
 				last = phase
 				seen = true
-				pt := PhaseTiming{Phase: phase, At: now}
+				pt := PhaseTiming{Phase: phase, At: now, ResourceVersion: resourceVersion(kc)}
 				rr.r.Phases = append(rr.r.Phases, pt)
 				if o.OnPhase != nil {
 					o.OnPhase(pt)
@@ -246,6 +250,7 @@ func (t *Tenant) StartRestore(ctx context.Context, key string, o RestoreOptions)
 			}
 			if seen && phase == "" && kc.Annotations[kdcv1alpha1.AnnotationRestoreFrom] == "" {
 				rr.r.End = now
+				rr.r.EndResourceVersion = resourceVersion(kc)
 				rr.r.Cluster = kc
 				if c := meta.FindStatusCondition(kc.Status.Conditions, kdcv1alpha1.ConditionRestoreReady); c != nil {
 					rr.r.Condition = *c

@@ -23,9 +23,12 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
+	kamajiv1alpha1 "kube-dc.com/etcd-backup/api/kamaji/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 	"kube-dc.com/etcd-backup/test/framework"
+	"kube-dc.com/etcd-backup/test/kamaji"
 )
 
 // TenantOptions describe a tenant cluster. Zero values get the demo's names.
@@ -58,9 +61,10 @@ func (o *TenantOptions) defaults() {
 
 // Tenant is a tenant cluster laid out as Kube-DC does: a KdcClusterDatastore with its etcd
 // StatefulSet DS-etcd (one member, client and peer TLS from Secret DS-etcd-certs, data on PVC
-// etcd-data-DS-etcd-0 at /var/run/etcd/default.etcd, headless Service DS-etcd), a control-plane
-// Deployment C-cp running a real kube-apiserver against that etcd over TLS, bound to its pod
-// address, behind Service C-cp, and the KdcCluster C.
+// etcd-data-DS-etcd-0 at /var/run/etcd/default.etcd, headless Service DS-etcd), a Kamaji
+// TenantControlPlane C-cp owning the control-plane Deployment C-cp (its pods labelled
+// kamaji.clastix.io/name=C-cp) running a real kube-apiserver against that etcd over TLS, bound
+// to its pod address, behind Service C-cp, and the KdcCluster C.
 type Tenant struct {
 	TenantOptions
 	// APIServer is the tenant kube-apiserver's URL: Service C-cp's ClusterIP, forwarded to a
@@ -98,7 +102,9 @@ func (e *Env) CreateTenant(ctx context.Context, o TenantOptions) (*Tenant, error
 	ns, ds, c := o.Namespace, o.DataStore, o.Cluster
 	etcdName, cpName := kdcv1alpha1.EtcdStatefulSetName(ds), kdcv1alpha1.ControlPlaneDeploymentName(c)
 	etcdLabels := map[string]string{"app.kubernetes.io/name": "etcd", "app.kubernetes.io/instance": etcdName, "kube-dc.com/datastore": ds}
-	cpLabels := map[string]string{"app.kubernetes.io/name": "kube-apiserver", "app.kubernetes.io/instance": cpName, "kube-dc.com/cluster": c}
+	// Kamaji selects the pods by kamaji.clastix.io/name (internal/builders/controlplane/deployment.go).
+	cpLabels := map[string]string{"app.kubernetes.io/name": "kube-apiserver", "app.kubernetes.io/instance": cpName, "kube-dc.com/cluster": c,
+		kamajiv1alpha1.LabelName: cpName}
 
 	// Services first: the control plane's ClusterIP goes into its serving certificate.
 	etcdSvc := &corev1.Service{
@@ -202,7 +208,16 @@ func (e *Env) CreateTenant(ctx context.Context, o TenantOptions) (*Tenant, error
 	if err := e.Client.Create(ctx, etcdStatefulSet(ns, ds, o.EtcdVersion, etcdLabels)); err != nil {
 		return nil, fmt.Errorf("failed to create StatefulSet %s: %w", etcdName, err)
 	}
-	if err := e.Client.Create(ctx, controlPlaneDeployment(ns, c, ds, cpLabels)); err != nil {
+	// Kamaji creates C-cp with its TCP as controller (internal/resources/k8s_deployment_resource.go).
+	tcp := kamaji.TenantControlPlane(ns, cpName, 1)
+	if err := e.Client.Create(ctx, tcp); err != nil {
+		return nil, fmt.Errorf("failed to create TenantControlPlane %s: %w", cpName, err)
+	}
+	cp := controlPlaneDeployment(ns, c, ds, cpLabels)
+	if err := controllerutil.SetControllerReference(tcp, cp, framework.Scheme); err != nil {
+		return nil, err
+	}
+	if err := e.Client.Create(ctx, cp); err != nil {
 		return nil, fmt.Errorf("failed to create Deployment %s: %w", cpName, err)
 	}
 	// On teardown the control plane goes first: stopped together with etcd, kube-apiserver
@@ -223,7 +238,7 @@ func (e *Env) CreateTenant(ctx context.Context, o TenantOptions) (*Tenant, error
 	if err := e.Client.Status().Patch(ctx, cluster, patch); err != nil {
 		return nil, fmt.Errorf("failed to set status.dataStoreName of KdcCluster %s: %w", c, err)
 	}
-	e.logf("tenant %s/%s: KdcClusterDatastore %s (etcd %s), StatefulSet %s, Deployment %s, KdcCluster %s created", ns, c, ds, o.EtcdVersion, etcdName, cpName, c)
+	e.logf("tenant %s/%s: KdcClusterDatastore %s (etcd %s), StatefulSet %s, TenantControlPlane %s owning Deployment %s, KdcCluster %s created", ns, c, ds, o.EtcdVersion, etcdName, cpName, cpName, c)
 
 	if t.Config, t.Kubeconfig, err = t.writeKubeconfig(cpCA.certPEM, admin); err != nil {
 		return nil, err
@@ -466,10 +481,15 @@ func controlPlaneDeployment(ns, c, ds string, labels map[string]string) *appsv1.
 	}
 }
 
-// scaleToZero scales Deployment ns/name to 0 and waits (at most 20s) until its pods are gone.
+// scaleToZero pauses TCP ns/name, scales Deployment ns/name to 0 and waits (20s) for its pods to go.
 func (e *Env) scaleToZero(ns, name string, labels map[string]string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	// Unpaused, the stand-in would scale the Deployment back as Kamaji does.
+	pause := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"`+kamajiv1alpha1.AnnotationPaused+`":"teardown"}}}`))
+	if err := e.Client.Patch(ctx, &kamajiv1alpha1.TenantControlPlane{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, pause); client.IgnoreNotFound(err) != nil {
+		return err
+	}
 	patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"replicas":0}}`))
 	if err := e.Client.Patch(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}, patch); err != nil {
 		return client.IgnoreNotFound(err)
