@@ -64,6 +64,9 @@ func (s *StandIn) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Re
 		d.Spec.Template.Labels = map[string]string{}
 	}
 	d.Spec.Template.Labels[kamajiv1alpha1.LabelName] = tcp.Name
+	// internal/builders/controlplane/deployment.go (setTemplateAnnotations): the template's
+	// annotations are Kamaji's own, replaced wholesale; the stand-in's TCP asks for none.
+	d.Spec.Template.Annotations = nil
 	if err := s.Patch(ctx, d, client.MergeFrom(orig)); err != nil {
 		return ctrl.Result{}, fmt.Errorf("failed to update Deployment %s: %w", req.NamespacedName, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -185,6 +186,10 @@ var _ = Describe("Restore of a control plane owned by a Kamaji TenantControlPlan
 		}).Should(Succeed())
 		expectSucceeded(t, podsBefore)
 		Expect(t.tcp().Annotations).NotTo(HaveKey(kamajiv1alpha1.AnnotationPaused), "the restore's pause is removed")
+		restored := t.podNames(kdcv1alpha1.ControlPlaneDeploymentName(clusterName))
+		Consistently(func(g Gomega) {
+			g.Expect(t.podNames(kdcv1alpha1.ControlPlaneDeploymentName(clusterName))).To(Equal(restored), "Kamaji rolled the restored control plane out again")
+		}, 3*time.Second).Should(Succeed())
 		seen, phases := tl.podsWhileDown()
 		Expect(phases).To(ContainElements(string(kdcv1alpha1.PhaseStoppingEtcd), string(kdcv1alpha1.PhaseStartingControlPlane)))
 		Expect(seen).To(BeEmpty(), "control-plane pods existed between the drain and StartingControlPlane")
