@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -278,4 +279,24 @@ func (p *Plan) memberOf(i int) jobspec.Member {
 		return p.Members[i]
 	}
 	return p.Member
+}
+
+// PlanNote says, from a restore's annotations, which Jobs restore the data: each member's in a
+// multi-member restore, the prefix Job in prefix mode; "" for one member.
+func PlanNote(annotations map[string]string) string {
+	p, err := (&Restore{Record: annotations}).recordedPlan()
+	if err != nil {
+		return ""
+	}
+	switch {
+	case p.Mode == ModePrefix:
+		return fmt.Sprintf("Restoring the keys under %s/ through the etcd API (prefix mode): etcd stays up for the other tenants", p.EtcdPrefix)
+	case p.memberCount() > 1:
+		var names []string
+		for i, m := range p.Members {
+			names = append(names, fmt.Sprintf("%s (Jobs *-etcd-restore-%d, *-etcd-swap-%d)", m.Name, i, i))
+		}
+		return fmt.Sprintf("Restoring %d members: %s; each staged, then swapped in at one revision", p.memberCount(), strings.Join(names, ", "))
+	}
+	return ""
 }

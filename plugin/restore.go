@@ -209,6 +209,8 @@ type restoreProgress struct {
 	failure   string
 	revision  string
 	paused    string
+	members   string
+	planned   bool
 	durations []phaseDuration
 }
 
@@ -231,6 +233,16 @@ func (p *restoreProgress) observe(c *kdcv1alpha1.KdcCluster, now time.Time) (lin
 	}
 	if phase != "" && phase != p.phase {
 		lines = append(lines, p.enter(phase, now))
+	}
+	if !p.planned && phase == kdcv1alpha1.PhaseRestoringSnapshot {
+		p.planned = true
+		if note := engine.PlanNote(ann); note != "" {
+			lines = append(lines, fmt.Sprintf("[%s] %s", p.stamp(now), note))
+		}
+	}
+	if v := ann[kdcv1alpha1.AnnotationRestoreMembersRevision]; v != "" && v != p.members {
+		p.members = v
+		lines = append(lines, fmt.Sprintf("[%s] Every member's staged restore agreed on revision %s; swapping them in", p.stamp(now), v))
 	}
 	if v := ann[kdcv1alpha1.AnnotationRestoreControlPlanePaused]; v != "" && v != p.paused {
 		p.paused = v

@@ -38,6 +38,20 @@ func TestRestoreProgress(t *testing.T) {
 		want    []string
 		wantErr string
 	}{{
+		name: "three members: each member's Jobs, the agreed revision",
+		steps: []step{
+			{0, state(kdcv1alpha1.PhaseStoppingEtcd)},
+			{time.Second, state(kdcv1alpha1.PhaseRestoringSnapshot, kdcv1alpha1.AnnotationRestorePlan,
+				`{"key":"`+key+`","members":[{"name":"ds-etcd-0"},{"name":"ds-etcd-1"},{"name":"ds-etcd-2"}]}`)},
+			{2 * time.Second, state(kdcv1alpha1.PhaseRestoringSnapshot, kdcv1alpha1.AnnotationRestoreMembersRevision, "3000000241")},
+		},
+		want: []string{
+			"[     0s] StoppingEtcd",
+			"[     1s] RestoringSnapshot          (StoppingEtcd took 1s)",
+			"[     1s] Restoring 3 members: ds-etcd-0 (Jobs *-etcd-restore-0, *-etcd-swap-0), ds-etcd-1 (Jobs *-etcd-restore-1, *-etcd-swap-1), ds-etcd-2 (Jobs *-etcd-restore-2, *-etcd-swap-2); each staged, then swapped in at one revision",
+			"[     2s] Every member's staged restore agreed on revision 3000000241; swapping them in",
+		},
+	}, {
 		name: "success, with repeated states",
 		steps: []step{
 			{0, state(kdcv1alpha1.PhaseValidating)},
