@@ -28,7 +28,6 @@ type dump struct {
 	rec     Record
 	done    bool
 	err     error
-	sum     []byte
 }
 
 // startDump reads the first page (which pins the revision, unless rev is given) so that the
