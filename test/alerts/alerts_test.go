@@ -182,11 +182,11 @@ func readDashboard(t *testing.T) dashboardFile {
 var metricName = regexp.MustCompile(`kdc_etcd_backup_[a-z_]+`)
 
 // TestQueriesReadServedMetrics: every metric an alert or a panel reads is one the manager
-// defines (controller/*metrics*.go), so a renamed metric cannot silence an alert.
+// defines (controller/*/*metrics*.go), so a renamed metric cannot silence an alert.
 func TestQueriesReadServedMetrics(t *testing.T) {
-	sources, err := filepath.Glob(root("controller/*metrics*.go"))
-	if err != nil {
-		t.Fatal(err)
+	sources, err := filepath.Glob(root("controller/*/*metrics*.go"))
+	if err != nil || len(sources) == 0 {
+		t.Fatalf("no metrics sources under controller/ (%v)", err)
 	}
 	defined := map[string]bool{}
 	for _, s := range sources {

@@ -169,8 +169,9 @@ var _ = Describe("kubectl kdc backups", func() {
 		rows := columns(r.stdout)
 		Expect(rows).To(HaveLen(2))
 		Expect(rows[0][0]).To(Equal(newer.Key))
-		Expect(rows[0][7]).To(Equal("s3://" + bucket + "/tenants/a/" + newer.Key))
-		Expect(rows[0][6]).To(Equal(newer.EtcdVersion))
+		Expect(rows[0][8]).To(Equal("s3://" + bucket + "/tenants/a/" + newer.Key))
+		Expect(rows[0][7]).To(Equal(newer.EtcdVersion))
+		Expect(rows[0][6]).To(Equal("whole-etcd"))
 		Expect(rows[1][0]).To(Equal(older.Key))
 	})
 

@@ -149,7 +149,7 @@ var _ = Describe("KdcCluster restore requests", func() {
 		Entry("InvalidKey: wrong timestamp", admissionCase{replicas: 1, patch: map[string]*string{kdcv1alpha1.AnnotationRestoreFrom: set("c1/c1-20261301T020000Z.db")}, reason: kdcv1alpha1.ReasonInvalidKey}),
 		Entry("InvalidKey: not a snapshot", admissionCase{replicas: 1, patch: map[string]*string{kdcv1alpha1.AnnotationRestoreFrom: set("c1/c1-20260101T020000Z.db.tmp")}, reason: kdcv1alpha1.ReasonInvalidKey}),
 		Entry("ForeignKey: another cluster's snapshot", admissionCase{replicas: 1, patch: map[string]*string{kdcv1alpha1.AnnotationRestoreFrom: set("c2/c2-20260101T020000Z.db")}, reason: kdcv1alpha1.ReasonForeignKey}),
-		Entry("MultiReplicaUnsupported: 4 etcd replicas", admissionCase{replicas: 4, patch: map[string]*string{kdcv1alpha1.AnnotationRestoreFrom: set(validKey)}, reason: kdcv1alpha1.ReasonMultiReplicaUnsupported}),
+		Entry("3 etcd replicas: admitted (the members are restored in place)", admissionCase{replicas: 3, patch: map[string]*string{kdcv1alpha1.AnnotationRestoreFrom: set(validKey)}, want: stampedBy("alice", validKey)}),
 		Entry("DataStoreUnknown: no datastore", admissionCase{patch: map[string]*string{kdcv1alpha1.AnnotationRestoreFrom: set(validKey)}, reason: kdcv1alpha1.ReasonDataStoreUnknown}),
 		Entry("RestoreInProgress: a second request", admissionCase{replicas: 1, initial: running(kdcv1alpha1.PhaseRestoringSnapshot),
 			patch: map[string]*string{kdcv1alpha1.AnnotationRestoreFrom: set(otherKey)}, reason: kdcv1alpha1.ReasonRestoreInProgress}),

@@ -65,7 +65,7 @@ var _ = Describe("kubectl kdc restore through the webhook", func() {
 		By("kubectl kdc status shows the running restore")
 		out, errOut, code = kdc("status")
 		Expect(code).To(Equal(0), errOut)
-		Expect(out).To(ContainSubstring("prod   Unknown   <none>   <none>        0 2 * * *   <none>       Validating\n"))
+		Expect(out).To(ContainSubstring("prod   Unknown   <none>   <none>        0 2 * * *   <none>   <none>       Validating\n"))
 		Expect(out).To(ContainSubstring("1 of 1 clusters need attention:\n  " + ns + "/prod: Unknown: no BackupReady condition yet; check that the kdc-etcd-backup manager is running\n"))
 	})
 })
