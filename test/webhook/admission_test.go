@@ -254,3 +254,25 @@ var _ = Describe("KdcCluster spec.backup", func() {
 		Entry("destination with an IP bucket", kdcv1alpha1.BackupSpec{DestinationPath: "s3://10.0.0.1/etcd"}, "spec.backup.destinationPath"),
 	)
 })
+
+var _ = Describe("Attaching a KdcCluster to a datastore", func() {
+	It("is refused while a whole-etcd restore of that datastore runs, and allowed beside a prefix restore", func() {
+		ns, err := env.NewNamespace(ctx, "attach")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(env.Client.Create(ctx, newDataStore(ns, "ds", 1))).To(Succeed())
+		c1 := newCluster(ns, "c1", "ds")
+		c1.Annotations = running(kdcv1alpha1.PhaseRestoringSnapshot)
+		Expect(controller.Create(ctx, c1)).To(Succeed())
+
+		By("a second cluster on the datastore under a whole-etcd restore")
+		Eventually(func(g Gomega) {
+			err := alice.Create(ctx, newCluster(ns, "c2", "ds"))
+			g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want an Invalid (422) error, got %v", err)
+			g.Expect(err.Error()).To(ContainSubstring("spec.dataStore: Forbidden: " + kdcv1alpha1.ReasonDataStoreInUse + ": KdcCluster " + ns + "/c1 restores the whole etcd"))
+		}).Should(Succeed())
+
+		By("the same while the restore runs in prefix mode")
+		Expect(controller.Patch(ctx, c1, annotationsPatch(map[string]*string{kdcv1alpha1.AnnotationRestorePlan: set(`{"mode":"prefix"}`)}))).To(Succeed())
+		Eventually(func() error { return alice.Create(ctx, newCluster(ns, "c2", "ds")) }).Should(Succeed())
+	})
+})
