@@ -228,7 +228,7 @@ func buildJob(kind JobKind, c *kdcv1alpha1.KdcCluster, p *Plan, attempt string, 
 			corev1.VolumeMount{Name: prefixCertsVolume, MountPath: kdcv1alpha1.EtcdCertsMountPath, ReadOnly: true},
 			corev1.VolumeMount{Name: prefixWorkVolume, MountPath: jobspec.PrefixWorkDir})
 		volumes = append(volumes,
-			corev1.Volume{Name: prefixCertsVolume, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: p.EtcdCertSecret}}},
+			p.EtcdCerts.Volume(prefixCertsVolume),
 			corev1.Volume{Name: prefixWorkVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
 	default:
 		ctr.VolumeMounts = append(ctr.VolumeMounts, corev1.VolumeMount{Name: restoreDataVolume, MountPath: kdcv1alpha1.EtcdDataMountPath})

@@ -50,10 +50,10 @@ type Plan struct {
 	// EtcdPrefix, EtcdEndpoints, EtcdCertSecret and JobNamespace are set in prefix mode: the
 	// tenant's key prefix, DS-etcd's client URLs, the Secret of the client certificate and the
 	// namespace of that Secret, where the prefix Jobs run.
-	EtcdPrefix     string   `json:"etcdPrefix,omitempty"`
-	EtcdEndpoints  []string `json:"etcdEndpoints,omitempty"`
-	EtcdCertSecret string   `json:"etcdCertSecret,omitempty"`
-	JobNamespace   string   `json:"jobNamespace,omitempty"`
+	EtcdPrefix    string            `json:"etcdPrefix,omitempty"`
+	EtcdEndpoints []string          `json:"etcdEndpoints,omitempty"`
+	EtcdCerts     jobspec.EtcdCerts `json:"etcdCerts,omitempty"`
+	JobNamespace  string            `json:"jobNamespace,omitempty"`
 }
 
 // restoreJobNamespace is where the restore and rollback Jobs run: beside the PVC, or in prefix
@@ -240,7 +240,7 @@ func (e *Engine) preparePrefix(ctx context.Context, c *kdcv1alpha1.KdcCluster, w
 	}
 	p.EtcdPrefix = prefix
 	p.EtcdEndpoints = EtcdEndpoints(w.Etcd)
-	p.EtcdCertSecret, p.JobNamespace = kdcv1alpha1.EtcdCertsSecretName(c.DataStore()), c.DataStoreNamespace()
+	p.EtcdCerts, p.JobNamespace = TenantEtcdCerts(c, tcp)
 	return nil
 }
 
@@ -299,4 +299,14 @@ func PlanNote(annotations map[string]string) string {
 		return fmt.Sprintf("Restoring %d members: %s; each staged, then swapped in at one revision", p.memberCount(), strings.Join(names, ", "))
 	}
 	return ""
+}
+
+// TenantEtcdCerts is the client certificate prefix-mode Jobs use and the namespace of its
+// Secret: the tenant's own, limited to its prefix, where a Kamaji TCP reports one (etcd itself
+// then refuses a write outside the prefix), else the datastore's DS-etcd-certs.
+func TenantEtcdCerts(c *kdcv1alpha1.KdcCluster, tcp *kamajiv1alpha1.TenantControlPlane) (jobspec.EtcdCerts, string) {
+	if tcp != nil && tcp.Status.Storage.Certificate.SecretName != "" {
+		return jobspec.EtcdCerts{Secret: tcp.Status.Storage.Certificate.SecretName, Kamaji: true}, tcp.Namespace
+	}
+	return jobspec.EtcdCerts{Secret: kdcv1alpha1.EtcdCertsSecretName(c.DataStore())}, c.DataStoreNamespace()
 }

@@ -10,6 +10,7 @@ import (
 	kamajiv1alpha1 "kube-dc.com/etcd-backup/api/kamaji/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
 	et "kube-dc.com/etcd-backup/engine/enginetest"
+	"kube-dc.com/etcd-backup/jobspec"
 )
 
 func TestModeOf(t *testing.T) {
@@ -84,5 +85,38 @@ func TestEtcdPrefixOf(t *testing.T) {
 				t.Errorf("prefix (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestTenantEtcdCerts(t *testing.T) {
+	c := et.Cluster("team-a", "a", "ds", nil)
+	tcp := &kamajiv1alpha1.TenantControlPlane{}
+	tcp.Namespace, tcp.Name = "team-a", "a-cp"
+	withCert := tcp.DeepCopy()
+	withCert.Status.Storage.Certificate.SecretName = "a-cp-datastore-certificate"
+	cases := []struct {
+		name   string
+		tcp    *kamajiv1alpha1.TenantControlPlane
+		want   jobspec.EtcdCerts
+		wantNS string
+	}{
+		{"no TCP: the datastore's certificate", nil, jobspec.EtcdCerts{Secret: "ds-etcd-certs"}, "team-a"},
+		{"a TCP without a certificate yet", tcp, jobspec.EtcdCerts{Secret: "ds-etcd-certs"}, "team-a"},
+		{"the tenant's own, prefix-limited certificate", withCert, jobspec.EtcdCerts{Secret: "a-cp-datastore-certificate", Kamaji: true}, "team-a"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ns := TenantEtcdCerts(c, tc.tcp)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("certs (-want +got):\n%s", diff)
+			}
+			if ns != tc.wantNS {
+				t.Errorf("namespace %q, want %q", ns, tc.wantNS)
+			}
+		})
+	}
+	vol := jobspec.EtcdCerts{Secret: "a-cp-datastore-certificate", Kamaji: true}.Volume("etcd-certs")
+	if diff := cmp.Diff([]corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}, {Key: "server.crt", Path: "tls.crt"}, {Key: "server.key", Path: "tls.key"}}, vol.Secret.Items); diff != "" {
+		t.Errorf("Kamaji's key names mounted as DS-etcd-certs' (-want +got):\n%s", diff)
 	}
 }

@@ -227,13 +227,14 @@ func (r *Reconciler) resolveBackupPlan(ctx context.Context, c *kdcv1alpha1.KdcCl
 			"The etcd StatefulSet %s of datastore %q does not exist; check status.dataStoreName and spec.dataStore.namespace", stsKey, ds), nil
 	}
 
-	mode, prefix, reason, msg, err := r.backupMode(ctx, c, sts)
+	mode, prefix, certs, reason, msg, err := r.backupMode(ctx, c, sts)
 	if err != nil || reason != "" {
 		return nil, reason, msg, err
 	}
 	in := backupInputs{
 		Mode:             mode,
 		EtcdPrefix:       prefix,
+		EtcdCerts:        certs,
 		Image:            r.Options.Image,
 		EtcdEndpoints:    backupEtcdEndpoints(sts),
 		S3Endpoint:       loc.Endpoint,
@@ -717,44 +718,45 @@ func backupRequests(list *kdcv1alpha1.KdcClusterList) []reconcile.Request {
 // backupMode decides whole-etcd or prefix backups (engine.ModeOf) and, in prefix mode, the
 // tenant's etcd prefix; a prefix that cannot be determined closes the gate with PrefixUnknown,
 // never a backup of everyone's keys.
-func (r *Reconciler) backupMode(ctx context.Context, c *kdcv1alpha1.KdcCluster, sts *appsv1.StatefulSet) (engine.Mode, string, string, string, error) {
+func (r *Reconciler) backupMode(ctx context.Context, c *kdcv1alpha1.KdcCluster, sts *appsv1.StatefulSet) (engine.Mode, string, jobspec.EtcdCerts, string, string, error) {
 	ds := &kdcv1alpha1.KdcClusterDatastore{}
 	if err := r.Get(ctx, types.NamespacedName{Namespace: c.DataStoreNamespace(), Name: c.DataStore()}, ds); err != nil {
 		if !apierrors.IsNotFound(err) {
-			return "", "", "", "", fmt.Errorf("failed to get KdcClusterDatastore %s/%s: %w", c.DataStoreNamespace(), c.DataStore(), err)
+			return "", "", jobspec.EtcdCerts{}, "", "", fmt.Errorf("failed to get KdcClusterDatastore %s/%s: %w", c.DataStoreNamespace(), c.DataStore(), err)
 		}
 		ds = nil
 	}
 	users := &kdcv1alpha1.KdcClusterList{}
 	if err := r.List(ctx, users, client.MatchingFields{backupDataStoreIndex: c.DataStoreNamespace() + "/" + c.DataStore()}); err != nil {
-		return "", "", "", "", fmt.Errorf("failed to list the KdcClusters of datastore %s/%s: %w", c.DataStoreNamespace(), c.DataStore(), err)
+		return "", "", jobspec.EtcdCerts{}, "", "", fmt.Errorf("failed to list the KdcClusters of datastore %s/%s: %w", c.DataStoreNamespace(), c.DataStore(), err)
 	}
 	mode, why := engine.ModeOf(c, ds, users.Items)
 	if mode == engine.ModeWholeEtcd {
-		return mode, "", "", "", nil
+		return mode, "", jobspec.EtcdCerts{}, "", "", nil
 	}
 	d := &appsv1.Deployment{}
 	key := types.NamespacedName{Namespace: c.Namespace, Name: kdcv1alpha1.ControlPlaneDeploymentName(c.Name)}
 	if err := r.Get(ctx, key, d); err != nil {
 		if !apierrors.IsNotFound(err) {
-			return "", "", "", "", fmt.Errorf("failed to get Deployment %s: %w", key, err)
+			return "", "", jobspec.EtcdCerts{}, "", "", fmt.Errorf("failed to get Deployment %s: %w", key, err)
 		}
-		return "", "", kdcv1alpha1.ReasonPrefixUnknown, fmt.Sprintf(
+		return "", "", jobspec.EtcdCerts{}, kdcv1alpha1.ReasonPrefixUnknown, fmt.Sprintf(
 			"The datastore is shared (%s) and the control plane Deployment %s, whose --etcd-prefix says which keys are the tenant's, does not exist; no backup is made until it does", why, key), nil
 	}
 	var tcp *kamajiv1alpha1.TenantControlPlane
 	if ref := metav1.GetControllerOf(d); ref != nil && ref.Kind == engine.TenantControlPlaneKind.Kind {
 		var err error
 		if tcp, err = engine.GetTenantControlPlane(ctx, r.PodReader, c.Namespace, ref.Name); err != nil {
-			return "", "", "", "", err
+			return "", "", jobspec.EtcdCerts{}, "", "", err
 		}
 	}
 	prefix, err := engine.EtcdPrefixOf(d, tcp)
 	if err != nil {
-		return "", "", kdcv1alpha1.ReasonPrefixUnknown, fmt.Sprintf(
+		return "", "", jobspec.EtcdCerts{}, kdcv1alpha1.ReasonPrefixUnknown, fmt.Sprintf(
 			"The datastore is shared (%s) and the tenant's etcd key prefix is unknown: %v; no backup is made (a whole-etcd snapshot would copy the other tenants' data)", why, err), nil
 	}
-	return mode, prefix, "", "", nil
+	certs, _ := engine.TenantEtcdCerts(c, tcp)
+	return mode, prefix, certs, "", "", nil
 }
 
 // clustersOfSameDataStore maps a KdcCluster to every KdcCluster of its datastore.

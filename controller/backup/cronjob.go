@@ -56,10 +56,11 @@ type backupInputs struct {
 	Spread backupSpread
 	// Queued creates the Jobs suspended: the backup admission starts them in turn.
 	Queued bool
-	// Mode is whole-etcd or prefix (engine.ModeOf); EtcdPrefix the tenant's key prefix in
-	// prefix mode.
+	// Mode is whole-etcd or prefix (engine.ModeOf); EtcdPrefix the tenant's key prefix and
+	// EtcdCerts its client certificate in prefix mode.
 	Mode       engine.Mode
 	EtcdPrefix string
+	EtcdCerts  jobspec.EtcdCerts
 }
 
 // backupLabels are the labels of the CronJob, its Jobs and their pods.
@@ -111,13 +112,7 @@ func buildBackupCronJob(c *kdcv1alpha1.KdcCluster, in backupInputs) *batchv1.Cro
 			TerminationMessagePolicy: corev1.TerminationMessageReadFile,
 			SecurityContext:          jobspec.ContainerSecurityContext(),
 		}},
-		Volumes: []corev1.Volume{{
-			Name: backupCertsVolumeName,
-			VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-				SecretName:  kdcv1alpha1.EtcdCertsSecretName(c.Status.DataStoreName),
-				DefaultMode: ptr.To[int32](0o440),
-			}},
-		}},
+		Volumes: []corev1.Volume{backupCerts(c, in).Volume(backupCertsVolumeName)},
 	}
 	annotations := map[string]string{
 		kdcv1alpha1.AnnotationBackupSchedule:       c.BackupSchedule(),
@@ -195,4 +190,13 @@ func backupMode(m engine.Mode) engine.Mode {
 		return engine.ModeWholeEtcd
 	}
 	return m
+}
+
+// backupCerts is the etcd client certificate of the backup: the tenant's own in prefix mode
+// where one exists, else DS-etcd-certs.
+func backupCerts(c *kdcv1alpha1.KdcCluster, in backupInputs) jobspec.EtcdCerts {
+	if in.EtcdCerts.Secret != "" {
+		return in.EtcdCerts
+	}
+	return jobspec.EtcdCerts{Secret: kdcv1alpha1.EtcdCertsSecretName(c.Status.DataStoreName)}
 }

@@ -63,6 +63,15 @@ type StorageStatus struct {
 	DataStoreName string `json:"dataStoreName,omitempty"`
 	// +optional
 	Setup DataStoreSetupStatus `json:"setup,omitempty"`
+	// +optional
+	Certificate CertificateStatus `json:"certificate,omitempty"`
+}
+
+// CertificateStatus is status.storage.certificate: the Secret of the tenant's etcd client
+// certificate, with the keys ca.crt, server.crt and server.key.
+type CertificateStatus struct {
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
 }
 
 // DataStoreSetupStatus is status.storage.setup.
