@@ -4,11 +4,15 @@ import (
 	"context"
 	"fmt"
 
+	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	kamajiv1alpha1 "kube-dc.com/etcd-backup/api/kamaji/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	"kube-dc.com/etcd-backup/engine"
 )
 
 // DataStoreGetter finds a cluster's datastore (nil without error when it does not exist) and the
@@ -16,6 +20,9 @@ import (
 type DataStoreGetter interface {
 	GetDataStore(ctx context.Context, key types.NamespacedName) (*kdcv1alpha1.KdcClusterDatastore, error)
 	DataStoreUsers(ctx context.Context, key types.NamespacedName) ([]kdcv1alpha1.KdcCluster, error)
+	// EtcdPrefix is the etcd key prefix of c's kube-apiserver (engine.EtcdPrefixOf); an error
+	// of its own says why it cannot be determined, a nil one with "" that C-cp does not exist.
+	EtcdPrefix(ctx context.Context, c *kdcv1alpha1.KdcCluster) (string, error)
 }
 
 // dataStoreLookup reads the datastore from the cache, and reads it live before a rejection
@@ -54,4 +61,23 @@ func (l *dataStoreLookup) DataStoreUsers(ctx context.Context, key types.Namespac
 		}
 	}
 	return users, nil
+}
+
+func (l *dataStoreLookup) EtcdPrefix(ctx context.Context, c *kdcv1alpha1.KdcCluster) (string, error) {
+	d := &appsv1.Deployment{}
+	key := types.NamespacedName{Namespace: c.Namespace, Name: kdcv1alpha1.ControlPlaneDeploymentName(c.Name)}
+	if err := l.cached.Get(ctx, key, d); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "", nil
+		}
+		return "", fmt.Errorf("failed to get Deployment %s: %w", key, err)
+	}
+	var tcp *kamajiv1alpha1.TenantControlPlane
+	if ref := metav1.GetControllerOf(d); ref != nil && ref.Kind == engine.TenantControlPlaneKind.Kind {
+		var err error
+		if tcp, err = engine.GetTenantControlPlane(ctx, l.live, c.Namespace, ref.Name); err != nil {
+			return "", err
+		}
+	}
+	return engine.EtcdPrefixOf(d, tcp)
 }

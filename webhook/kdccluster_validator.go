@@ -159,8 +159,13 @@ func (v *KdcClusterValidator) validateRestoreRequest(ctx context.Context, oldAnn
 	if err != nil {
 		return nil, true, apierrors.NewInternalError(err)
 	}
-	if mode, _ := engine.ModeOf(c, ds, users); mode == engine.ModePrefix {
-		// The member count does not matter to a restore of the tenant's prefix (docs/restore.md).
+	if mode, why := engine.ModeOf(c, ds, users); mode == engine.ModePrefix {
+		// The member count does not matter to a restore of the tenant's prefix (docs/restore.md);
+		// a prefix that cannot be determined does.
+		if _, err := v.DataStores.EtcdPrefix(ctx, c); err != nil {
+			errs = append(errs, field.Forbidden(fldPath, fmt.Sprintf("%s: the datastore is shared (%s) and the tenant's etcd key prefix is unknown: %v; a restore of the whole etcd would roll every other tenant back",
+				kdcv1alpha1.ReasonPrefixUnknown, why, err)))
+		}
 		return errs, true, nil
 	}
 	return append(errs, ValidateDataStoreForRestore(fldPath, ds)...), true, nil

@@ -31,6 +31,8 @@ type fakeDataStores struct {
 	stores map[types.NamespacedName]*kdcv1alpha1.KdcClusterDatastore
 	users  map[types.NamespacedName][]kdcv1alpha1.KdcCluster
 	err    error
+	// prefixErr is why the tenant's etcd prefix cannot be determined.
+	prefixErr error
 }
 
 func (f fakeDataStores) GetDataStore(_ context.Context, key types.NamespacedName) (*kdcv1alpha1.KdcClusterDatastore, error) {
@@ -39,6 +41,13 @@ func (f fakeDataStores) GetDataStore(_ context.Context, key types.NamespacedName
 
 func (f fakeDataStores) DataStoreUsers(_ context.Context, key types.NamespacedName) ([]kdcv1alpha1.KdcCluster, error) {
 	return f.users[key], f.err
+}
+
+func (f fakeDataStores) EtcdPrefix(context.Context, *kdcv1alpha1.KdcCluster) (string, error) {
+	if f.prefixErr != nil {
+		return "", f.prefixErr
+	}
+	return "/registry", nil
 }
 
 // clusterBuilder builds KdcCluster fixtures.
@@ -173,6 +182,10 @@ func TestKdcClusterValidator(t *testing.T) {
 		{name: "shared datastore of 4 members: admitted in prefix mode", old: cluster().dataStore("ds4").obj(), new: cluster().dataStore("ds4").annotations(stamped).obj(),
 			stores: fakeDataStores{stores: stores.stores, users: map[types.NamespacedName][]kdcv1alpha1.KdcCluster{
 				{Namespace: "ns", Name: "ds4"}: {*cluster().dataStore("ds4").obj(), *named(cluster().dataStore("ds4"), "c2").obj()}}}},
+		{name: "shared datastore, prefix unknown", old: cluster().dataStore("ds4").obj(), new: cluster().dataStore("ds4").annotations(stamped).obj(),
+			stores: fakeDataStores{stores: stores.stores, prefixErr: errors.New("TenantControlPlane ns/c1-cp reports no status.storage.setup.schema yet"), users: map[types.NamespacedName][]kdcv1alpha1.KdcCluster{
+				{Namespace: "ns", Name: "ds4"}: {*cluster().dataStore("ds4").obj(), *named(cluster().dataStore("ds4"), "c2").obj()}}},
+			want: []cause{from(field.ErrorTypeForbidden, kdcv1alpha1.ReasonPrefixUnknown)}},
 		{name: "attach while a whole-etcd restore of the datastore runs", new: named(cluster(), "c2").obj(),
 			stores: fakeDataStores{stores: stores.stores, users: map[types.NamespacedName][]kdcv1alpha1.KdcCluster{
 				{Namespace: "ns", Name: "ds"}: {*cluster().annotations(restoring(kdcv1alpha1.PhaseRestoringSnapshot)).obj()}}},

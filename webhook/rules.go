@@ -37,6 +37,7 @@ var reasons = []string{
 	kdcv1alpha1.ReasonProtectedAnnotation,
 	kdcv1alpha1.ReasonInvalidBackupSpec,
 	kdcv1alpha1.ReasonDataStoreInUse,
+	kdcv1alpha1.ReasonPrefixUnknown,
 }
 
 // detail is the detail of an error: its reason, a colon and the message.

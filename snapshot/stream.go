@@ -17,8 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
-// This file exports, for other object formats (the prefix snapshots of snapshot/prefix), the
-// upload and download guarantees Backup and Verify give etcd snapshots: streamed multipart
+// Other object formats (the prefix snapshots of snapshot/prefix) get the upload and download
+// guarantees Backup and Verify give etcd snapshots: streamed multipart
 // uploads with per-part SHA-256s, no partial object, the sha256 tag, and downloads checked
 // against the tag and the S3 checksum.
 
