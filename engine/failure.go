@@ -209,13 +209,18 @@ func (e *Engine) startEtcd(ctx context.Context, r *Restore, rc *recovery) (step,
 		return step{}, true, nil
 	}
 	want := r.recordedReplicas(kdcv1alpha1.AnnotationRestoreEtcdReplicas)
-	if err := e.scaleStatefulSet(ctx, r, rc.sts, want); err != nil {
+	ready, _, err := e.startMembers(ctx, r, rc.sts, want)
+	if err != nil {
 		return step{}, false, err
 	}
-	if rc.failure.Reason != kdcv1alpha1.ReasonControlPlaneStartFailed && !StatefulSetReady(rc.sts, want) {
+	if rc.failure.Reason != kdcv1alpha1.ReasonControlPlaneStartFailed && !ready {
 		if res, wait := rc.waitOr(r, "etcd is not ready"); wait {
 			return res, false, nil
 		}
+	}
+	// No member may be left without its readiness probe, whatever happened.
+	if err := e.restoreReadiness(ctx, r, rc.sts); err != nil {
+		return step{}, false, err
 	}
 	return step{}, true, nil
 }

@@ -70,19 +70,13 @@ func CheckKey(cluster, key string) *Violation {
 var supportedMembers = []int32{1, 3, 5, 7, 9}
 
 // CheckMembers is the rule of a whole-etcd restore on the live StatefulSet DS-etcd: its replicas
-// equal spec.etcd.replicas (no scale in progress), and several members start together
-// (podManagementPolicy Parallel).
+// equal spec.etcd.replicas (no scale in progress).
 func CheckMembers(ds *kdcv1alpha1.KdcClusterDatastore, sts *appsv1.StatefulSet) *Violation {
 	want, have := ds.Spec.Etcd.Replicas, replicas(sts.Spec.Replicas)
 	if want != have {
 		return &Violation{kdcv1alpha1.ReasonMultiReplicaUnsupported, RestoreFromField,
 			fmt.Sprintf("KdcClusterDatastore %s/%s runs %d etcd replicas (spec.etcd.replicas) but StatefulSet %s/%s has %d: a scale is in progress; wait until they agree, then annotate again",
 				ds.Namespace, ds.Name, want, sts.Namespace, sts.Name, have)}
-	}
-	if have > 1 && sts.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
-		return &Violation{kdcv1alpha1.ReasonMultiReplicaUnsupported, RestoreFromField,
-			fmt.Sprintf("StatefulSet %s/%s starts its %d members one by one (podManagementPolicy OrderedReady): after a restore member 0 cannot become ready without a quorum, so the others would never start. Recreate the StatefulSet with podManagementPolicy: Parallel (docs/restore.md, \"Multi-member datastores\"), or restore by hand",
-				sts.Namespace, sts.Name, have)}
 	}
 	return nil
 }

@@ -12,7 +12,8 @@ import (
 
 // startingEtcd is the StartingEtcd step:
 //
-//  1. scale DS-etcd back to the recorded replica count;
+//  1. scale DS-etcd back to the recorded replica count (several members under OrderedReady:
+//     without their readiness probe, then with it again; ordered_start.go);
 //  2. wait until it is ready on the restored data; EtcdStartFailed at the deadline (the
 //     recovery then swaps the previous data back with the rollback Job);
 //  3. enter StartingControlPlane.
@@ -22,13 +23,13 @@ func (e *Engine) startingEtcd(ctx context.Context, r *Restore) (step, error) {
 		return e.failOnMissing(ctx, r, err)
 	}
 	want := r.recordedReplicas(kdcv1alpha1.AnnotationRestoreEtcdReplicas)
-	if err := e.scaleStatefulSet(ctx, r, w.Etcd, want); err != nil {
+	ready, status, err := e.startMembers(ctx, r, w.Etcd, want)
+	if err != nil {
 		return step{}, err
 	}
-	if !StatefulSetReady(w.Etcd, want) {
+	if !ready {
 		return e.wait(ctx, r, kdcv1alpha1.ReasonEtcdStartFailed,
-			fmt.Sprintf("StatefulSet %s did not become ready on the restored data", klog.KObj(w.Etcd)),
-			fmt.Sprintf("etcd: %d/%d ready", w.Etcd.Status.ReadyReplicas, want))
+			fmt.Sprintf("StatefulSet %s did not become ready on the restored data", klog.KObj(w.Etcd)), status)
 	}
 	r.Driver.Note(r, "etcd ready on the restored data")
 	return e.enter(ctx, r, kdcv1alpha1.PhaseStartingControlPlane, nil)

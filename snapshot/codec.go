@@ -92,7 +92,7 @@ func (m *snapshotMessage) release() {
 
 // snapshotCodec is gRPC's proto codec, except that it decodes into a *snapshotMessage without
 // proto.Unmarshal's copies and per-message garbage, in buffers of the right size (gRPC's pool has
-// no tier between 32 KiB and 1 MiB; docs/benchmarks.md). Only the Snapshot call uses it.
+// no tier between 32 KiB and 1 MiB). Only the Snapshot call uses it.
 type snapshotCodec struct{}
 
 var _ encoding.CodecV2 = snapshotCodec{}

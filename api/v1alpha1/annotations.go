@@ -56,6 +56,10 @@ const (
 	// is restored at (the highest of their staged restores), recorded before any member is staged
 	// again at it or swapped; cleared at the end.
 	AnnotationRestoreMembersRevision = "kube-dc.com/restore-members-revision"
+	// AnnotationRestoreEtcdReadiness is the etcd container's readiness probe (JSON), recorded
+	// before a multi-member DS-etcd under podManagementPolicy OrderedReady is started without it
+	// and put back once every member runs; cleared at the end.
+	AnnotationRestoreEtcdReadiness = "kube-dc.com/restore-etcd-readiness"
 	// AnnotationRestoreRevision is how the restore moved etcd's revision, a RestoreRevision in its
 	// String form (controller, from the restore Job's result, on entering StartingEtcd); cleared
 	// at the end.

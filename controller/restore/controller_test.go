@@ -32,6 +32,7 @@ func TestRestoreScenarios(t *testing.T) {
 			if sc.Setup != nil {
 				sc.Setup(w.World)
 			}
+			_, stsBefore := w.Workloads()
 			transcript := w.run(80)
 			et.CompareGolden(t, filepath.Join("testdata", sc.Golden+".golden"), transcript, *updateGolden)
 			c := w.Cluster()
@@ -58,6 +59,9 @@ func TestRestoreScenarios(t *testing.T) {
 			d, sts := w.Workloads()
 			if diff := cmp.Diff([]int32{sc.WantCP, sc.WantEtcd}, []int32{*d.Spec.Replicas, *sts.Spec.Replicas}); diff != "" {
 				t.Errorf("replicas [C-cp DS-etcd] (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(stsBefore.Spec.Template.Spec.Containers, sts.Spec.Template.Spec.Containers); diff != "" {
+				t.Errorf("etcd's containers changed by the restore (-before +after):\n%s", diff)
 			}
 			if sc.Succeeded() && sc.WantTCPPaused == nil && d.Spec.Template.Annotations[kdcv1alpha1.AnnotationRestartedAt] == "" {
 				t.Errorf("control plane: no rollout stamp %s", kdcv1alpha1.AnnotationRestartedAt)
@@ -98,6 +102,7 @@ func TestRestoreSurvivesFailedWrites(t *testing.T) {
 		{"plain Deployment", et.Objects},
 		{"Kamaji TenantControlPlane", func() []client.Object { return et.KamajiControlPlane(et.Objects(), false) }},
 		{"three etcd members", func() []client.Object { return et.ThreeMembers(et.Objects(), appsv1.ParallelPodManagement) }},
+		{"three etcd members, OrderedReady", func() []client.Object { return et.ThreeMembers(et.Objects(), appsv1.OrderedReadyPodManagement) }},
 		{"shared datastore", func() []client.Object { return et.SharedDataStore(et.Objects(), 1) }},
 	} {
 		t.Run(layout.name, func(t *testing.T) {
@@ -127,7 +132,7 @@ func TestRestoreSurvivesFailedWrites(t *testing.T) {
 					t.Errorf("write %d failed: Jobs left %v, want only the fresh backup", n, jobs)
 				}
 				restoreJob := kdcv1alpha1.RestoreJobName(et.ClusterName)
-				if layout.name == "three etcd members" {
+				if strings.HasPrefix(layout.name, "three etcd members") {
 					restoreJob += "-0"
 				}
 				for _, job := range []string{kdcv1alpha1.VerifyJobName(et.ClusterName), restoreJob} {

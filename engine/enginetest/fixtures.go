@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -150,6 +151,9 @@ func ThreeMembers(objs []client.Object, policy appsv1.PodManagementPolicyType) [
 		case *appsv1.StatefulSet:
 			t.Spec.Replicas = ptr.To[int32](3)
 			t.Spec.PodManagementPolicy = policy
+			// etcd's /health answers only with a quorum.
+			t.Spec.Template.Spec.Containers[0].ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{
+				HTTPGet: &corev1.HTTPGetAction{Path: "/health", Port: intstr.FromInt32(2381)}}}
 			args := t.Spec.Template.Spec.Containers[0].Args
 			for i, a := range args {
 				if strings.HasPrefix(a, "--initial-cluster=") {

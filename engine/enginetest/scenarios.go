@@ -61,10 +61,17 @@ func Scenarios() []Scenario {
 			WantCP:      2, WantEtcd: 3, WantJobs: []string{"prod-etcd-restage-1", "prod-etcd-restage-2", restore + "-0", restore + "-1", restore + "-2", rollback + "-0", rollback + "-1", rollback + "-2", "prod-etcd-swap-0", "prod-etcd-swap-1", "prod-etcd-swap-2", verify},
 		},
 		{
-			Golden: "three-members-ordered-ready", Name: "Three members started one by one: refused",
+			Golden: "three-members-ordered-ready", Name: "Three members started one by one (OrderedReady): without their readiness probe, then with it",
 			Objects:     three(appsv1.OrderedReadyPodManagement),
-			WantMessage: `Restore from "` + Key + `" failed (MultiReplicaUnsupported): StatefulSet tenant/ds-etcd starts its 3 members one by one (podManagementPolicy OrderedReady): after a restore member 0 cannot become ready without a quorum, so the others would never start. Recreate the StatefulSet with podManagementPolicy: Parallel (docs/restore.md, "Multi-member datastores"), or restore by hand; nothing was changed`,
-			WantCP:      2, WantEtcd: 3,
+			WantMessage: `Restore from "` + Key + `" complete`,
+			WantCP:      2, WantEtcd: 3, WantJobs: []string{"prod-etcd-backup-rf0062daa"},
+		},
+		{
+			Golden: "three-members-ordered-ready-etcd-start-failed", Name: "Three members, OrderedReady: etcd not ready on the restored data, rolled back, probe back",
+			Objects:     three(appsv1.OrderedReadyPodManagement),
+			Setup:       func(w *World) { w.EtcdNeverReadyOnRestored = true },
+			WantMessage: `Restore from "` + Key + `" failed (EtcdStartFailed): StatefulSet tenant/ds-etcd did not become ready on the restored data within 5m0s; the previous data was swapped back (rollback) and etcd and the control plane were started on it`,
+			WantCP:      2, WantEtcd: 3, WantJobs: []string{"prod-etcd-restage-1", "prod-etcd-restage-2", restore + "-0", restore + "-1", restore + "-2", rollback + "-0", rollback + "-1", rollback + "-2", "prod-etcd-swap-0", "prod-etcd-swap-1", "prod-etcd-swap-2", verify},
 		},
 		{
 			Golden: "prefix-success", Name: "Shared datastore: the tenant's prefix is restored, etcd stays up",

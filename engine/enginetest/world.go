@@ -268,12 +268,17 @@ func (w *World) Step() bool {
 	sts := &appsv1.StatefulSet{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: NS, Name: kdcv1alpha1.EtcdStatefulSetName(DS)}, sts); err == nil {
 		want := replicasOf(sts.Spec.Replicas)
-		var n, ready int32
+		// A member with a readiness probe is ready only with a quorum of members running; under
+		// OrderedReady member i+1 is created only once member i is ready.
+		probe := len(sts.Spec.Template.Spec.Containers) > 0 && sts.Spec.Template.Spec.Containers[0].ReadinessProbe != nil
+		ordered := sts.Spec.PodManagementPolicy != appsv1.ParallelPodManagement
+		var n int32
+		blocked := false
 		for i := range max(want, 9) {
 			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: NS, Name: kdcv1alpha1.MemberPodName(DS, int(i))}}
 			exists := c.Get(ctx, client.ObjectKeyFromObject(pod), pod) == nil
 			switch {
-			case i < want && !exists:
+			case i < want && !exists && !blocked:
 				must(c.Create(ctx, pod))
 				exists, changed = true, true
 			case i >= want && exists && !w.EtcdNeverStops:
@@ -281,13 +286,29 @@ func (w *World) Step() bool {
 				exists, changed = false, true
 			}
 			if exists {
-				n, ready = n+1, ready+1
+				n++
 			}
+			blocked = blocked || (ordered && probe && exists && n < want/2+1)
+		}
+		ready := n
+		if probe && n < want/2+1 {
+			ready = 0
 		}
 		if w.EtcdNeverReadyOnRestored && w.onRestored {
 			ready = 0
 		}
-		st := appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: n, ReadyReplicas: ready, AvailableReplicas: ready, CurrentReplicas: n, UpdatedReplicas: n}
+		// The controller revision is the template; a rollout to it completes in one step once
+		// every member runs (the others keep the quorum).
+		rev := "rev-1"
+		if !probe {
+			rev = "rev-noprobe"
+		}
+		current := sts.Status.CurrentRevision
+		if current == "" || n == want {
+			current = rev
+		}
+		st := appsv1.StatefulSetStatus{ObservedGeneration: sts.Generation, Replicas: n, ReadyReplicas: ready, AvailableReplicas: ready,
+			CurrentReplicas: n, UpdatedReplicas: n, CurrentRevision: current, UpdateRevision: rev}
 		if !equality.Semantic.DeepEqual(sts.Status, st) {
 			sts.Status = st
 			must(c.Status().Update(ctx, sts))

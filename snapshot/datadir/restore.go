@@ -277,10 +277,9 @@ func removeInBackground(path string) func() error {
 	return sync.OnceValue(func() error { return <-done })
 }
 
-// preallocate reserves size bytes for f up front (fallocate): writing into blocks allocated
-// beforehand costs the filesystem less than extending the file (docs/benchmarks.md), and a volume
-// too small for the snapshot fails here, before anything is downloaded. A filesystem without
-// fallocate is not an error; only a full volume is.
+// preallocate reserves size bytes for f up front (fallocate), so a volume too small for the
+// snapshot fails here, before anything is downloaded. A filesystem without fallocate is not an
+// error; only a full volume is.
 func preallocate(f *os.File, size int64) error {
 	err := fallocate(f, size)
 	if err != nil && jobspec.CodeOf(err) == jobspec.ExitDiskFull {
@@ -370,10 +369,9 @@ func etcdutlRestore(o RestoreOptions, bump uint64, snapPath, out string) error {
 		SkipHashCheck:       true, // download verified etcd's hash over exactly this file's bytes
 		RevisionBump:        bump,
 		MarkCompacted:       o.MarkCompacted,
-		// etcdutl's own default (its --initial-memory-map-size). Left at 0, each bbolt open maps
-		// the database at a size derived from the file and remaps it as the restore grows the
-		// file, populating every page again (MAP_POPULATE) each time: at 20 MB that cost more
-		// than the download (docs/benchmarks.md, data path).
+		// etcdutl's own default (its --initial-memory-map-size): left at 0, each bbolt open maps
+		// the database at the file's size and remaps it, populating every page again, as the
+		// restore grows the file.
 		InitialMmapSize: backend.InitialMmapSize,
 	})
 }

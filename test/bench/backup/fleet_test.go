@@ -62,7 +62,7 @@ func fleetSettingsFromEnv(b *testing.B) fleetSettings {
 // admits them, and the benchmark plays the kubelet (each backup pod runs jobTime and succeeds).
 // It prints runs expected/created/completed, the peak of backup Jobs running at once, the runs
 // per minute, the time until every run completed, the manager's RSS, CPU and API requests, and
-// its requests at rest. Figures only (docs/benchmarks.md, "Fleet scale").
+// its requests at rest. Figures only (docs/benchmarks.md, "Backup fleet").
 func BenchmarkBackupFleet(b *testing.B) {
 	s := fleetSettingsFromEnv(b)
 	bin := buildManager(b)
