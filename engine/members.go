@@ -80,14 +80,23 @@ func (e *Engine) restoringMembers(ctx context.Context, r *Restore, p *Plan) (ste
 	fail := func(detail string) (step, error) {
 		return step{advanced: true}, e.Fail(ctx, r, Violation{Reason: kdcv1alpha1.ReasonRestoreJobFailed, Detail: detail})
 	}
+	// settled goes on once every Job of a round succeeded; a failed one fails the restore.
+	settled := func(out JobOutcome, detail string, err error, what string) (step, bool, error) {
+		switch {
+		case err != nil:
+			return step{}, false, err
+		case out == JobFailed:
+			st, err := fail(detail)
+			return st, false, err
+		case out == JobPending:
+			st, err := e.wait(ctx, r, kdcv1alpha1.ReasonRestoreJobFailed, what, "")
+			return st, false, err
+		}
+		return step{}, true, nil
+	}
 	staged, out, detail, err := e.memberJobs(ctx, r, p, JobRestore, 0, nil)
-	switch {
-	case err != nil:
-		return step{}, err
-	case out == JobFailed:
-		return fail(detail)
-	case out == JobPending:
-		return e.wait(ctx, r, kdcv1alpha1.ReasonRestoreJobFailed, "the members' staged restores did not finish", "")
+	if st, ok, err := settled(out, detail, err, "the members' staged restores did not finish"); !ok {
+		return st, err
 	}
 	agreed, err := strconv.ParseInt(r.get(kdcv1alpha1.AnnotationRestoreMembersRevision), 10, 64)
 	if err != nil {
@@ -121,23 +130,13 @@ func (e *Engine) restoringMembers(ctx context.Context, r *Restore, p *Plan) (ste
 	}
 	if len(restage) > 0 {
 		_, out, detail, err := e.memberJobs(ctx, r, p, JobRestore, agreed, restage)
-		switch {
-		case err != nil:
-			return step{}, err
-		case out == JobFailed:
-			return fail(detail)
-		case out == JobPending:
-			return e.wait(ctx, r, kdcv1alpha1.ReasonRestoreJobFailed, "the members staged again did not finish", "")
+		if st, ok, err := settled(out, detail, err, "the members staged again did not finish"); !ok {
+			return st, err
 		}
 	}
 	_, out, detail, err = e.memberJobs(ctx, r, p, JobSwap, agreed, nil)
-	switch {
-	case err != nil:
-		return step{}, err
-	case out == JobFailed:
-		return fail(detail)
-	case out == JobPending:
-		return e.wait(ctx, r, kdcv1alpha1.ReasonRestoreJobFailed, "the members' swaps did not finish", "")
+	if st, ok, err := settled(out, detail, err, "the members' swaps did not finish"); !ok {
+		return st, err
 	}
 	extra := map[string]string{kdcv1alpha1.AnnotationRestoreSwapped: restoreTrue}
 	res, err := e.jobResult(ctx, staged[0])

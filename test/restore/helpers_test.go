@@ -15,6 +15,7 @@ import (
 
 	obcv1alpha1 "kube-dc.com/etcd-backup/api/objectbucket/v1alpha1"
 	kdcv1alpha1 "kube-dc.com/etcd-backup/api/v1alpha1"
+	et "kube-dc.com/etcd-backup/engine/enginetest"
 	"kube-dc.com/etcd-backup/test/framework"
 )
 
@@ -56,43 +57,12 @@ func newTenant() *tenant {
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "kube-apiserver", Image: "kube-apiserver:v1.33.0"}}}},
 		},
 	})).To(Succeed())
-	etcdLabels := map[string]string{"app": kdcv1alpha1.EtcdStatefulSetName(dsName)}
-	Expect(c.Create(ctx, &appsv1.StatefulSet{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: kdcv1alpha1.EtcdStatefulSetName(dsName)},
-		Spec: appsv1.StatefulSetSpec{
-			Replicas:    ptr.To[int32](1),
-			ServiceName: kdcv1alpha1.EtcdStatefulSetName(dsName),
-			Selector:    &metav1.LabelSelector{MatchLabels: etcdLabels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: etcdLabels},
-				Spec: corev1.PodSpec{
-					SecurityContext: &corev1.PodSecurityContext{RunAsUser: ptr.To[int64](1000), FSGroup: ptr.To[int64](1000)},
-					Containers: []corev1.Container{{
-						Name: "etcd", Image: "etcd:3.5.21-0", Command: []string{"etcd"},
-						Args: []string{
-							"--data-dir=/var/run/etcd/default.etcd",
-							"--name=$(POD_NAME)",
-							"--initial-advertise-peer-urls=https://$(POD_NAME).ds-etcd.$(POD_NAMESPACE).svc:2380",
-							"--initial-cluster=$(POD_NAME)=https://$(POD_NAME).ds-etcd.$(POD_NAMESPACE).svc:2380",
-							"--initial-cluster-token=kamaji",
-						},
-						Env: []corev1.EnvVar{
-							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
-							{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}},
-						},
-						VolumeMounts: []corev1.VolumeMount{{Name: "etcd-data", MountPath: "/var/run/etcd"}},
-					}},
-				},
-			},
-			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
-				ObjectMeta: metav1.ObjectMeta{Name: "etcd-data"},
-				Spec: corev1.PersistentVolumeClaimSpec{
-					AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-					Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: *resourceQuantity("1Gi")}},
-				},
-			}},
-		},
-	})).To(Succeed())
+	sts := et.EtcdStatefulSet(ns, dsName, 1)
+	sts.Spec.VolumeClaimTemplates[0].Spec = corev1.PersistentVolumeClaimSpec{
+		AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+		Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: *resourceQuantity("1Gi")}},
+	}
+	Expect(c.Create(ctx, sts)).To(Succeed())
 	Expect(c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: kdcv1alpha1.ObjectBucketClaimName},
 		Data: map[string]string{obcv1alpha1.ConfigMapKeyBucketName: ns + "-managed-k8s-backups", obcv1alpha1.ConfigMapKeyBucketHost: "rgw.rook-ceph.svc", obcv1alpha1.ConfigMapKeyBucketPort: "80"}})).To(Succeed())
 	backupLabels := map[string]string{kdcv1alpha1.LabelComponent: kdcv1alpha1.ComponentBackup, kdcv1alpha1.LabelCluster: clusterName}
