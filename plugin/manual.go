@@ -194,9 +194,16 @@ func (m *manualRun) preflight(ctx context.Context) error {
 		return err
 	}
 	m.plan, m.w = plan, w
-	m.logf("Key %q belongs to the cluster; the datastore runs %d etcd replica", m.key, engine.Replicas(w.Etcd.Spec.Replicas))
+	m.logf("Key %q belongs to the cluster; the datastore runs %d etcd replica(s)", m.key, engine.Replicas(w.Etcd.Spec.Replicas))
 	m.logf("Jobs run %s (from %s); snapshot in %s at %s", plan.Image, imageFrom, plan.Location.DestinationPath(), plan.Location.Endpoint)
-	m.logf("etcd member %s, data directory %s on PVC %s/%s", plan.Member.Name, plan.Member.DataDir, c.DataStoreNamespace(), kdcv1alpha1.EtcdDataPVCName(c.DataStore()))
+	switch {
+	case plan.Mode == engine.ModePrefix:
+		m.logf("Shared datastore (%s): the keys under %s/ are restored through the etcd API; etcd stays up", plan.ModeReason, plan.EtcdPrefix)
+	case len(plan.Members) > 1:
+		m.logf("%d etcd members, each restored from the snapshot on its own PVC and swapped in at one revision", len(plan.Members))
+	default:
+		m.logf("etcd member %s, data directory %s on PVC %s/%s", plan.Member.Name, plan.Member.DataDir, c.DataStoreNamespace(), kdcv1alpha1.EtcdDataPVCName(c.DataStore()))
+	}
 	return nil
 }
 
