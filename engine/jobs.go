@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -92,6 +93,7 @@ func jobLabels(c *kdcv1alpha1.KdcCluster) map[string]string {
 // and mark-compacted (watchers and informers of the tenant re-list) for the restore.
 func jobArgs(kind JobKind, c *kdcv1alpha1.KdcCluster, p *Plan, attempt string, m member) []string {
 	if p.Mode == ModePrefix {
+		attempt = prefixAttempt(attempt)
 		etcd := jobspec.PrefixEtcd{Prefix: p.EtcdPrefix, Endpoints: p.EtcdEndpoints}
 		switch kind {
 		case JobVerify:
@@ -343,4 +345,13 @@ func jobCondition(job *batchv1.Job, t batchv1.JobConditionType) *batchv1.JobCond
 		}
 	}
 	return nil
+}
+
+// prefixAttempt is the attempt (restore-started-at, RFC 3339) in the form prefix-restore takes
+// for the name of its pre-restore copy (letters, digits, '.', '_' and '-').
+func prefixAttempt(attempt string) string {
+	if t, err := time.Parse(time.RFC3339Nano, attempt); err == nil {
+		return t.UTC().Format("20060102T150405.999999999Z")
+	}
+	return strings.NewReplacer(":", "", "+", "-").Replace(attempt)
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -359,5 +360,21 @@ func TestRestoreRestoreArgsTargetVersion(t *testing.T) {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+func TestPrefixAttempt(t *testing.T) {
+	for in, want := range map[string]string{
+		"2026-12-07T05:38:59.852084496Z": "20261207T053859.852084496Z",
+		"2026-12-07T05:38:59Z":           "20261207T053859Z",
+		"2026-12-07T06:38:59+01:00":      "20261207T053859Z",
+	} {
+		got := prefixAttempt(in)
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("prefixAttempt(%q) (-want +got):\n%s", in, diff)
+		}
+		if !regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}$`).MatchString(got) {
+			t.Errorf("prefixAttempt(%q) = %q, not a name prefix-restore takes", in, got)
+		}
 	}
 }
