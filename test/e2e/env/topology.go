@@ -25,9 +25,7 @@ import (
 	"kube-dc.com/etcd-backup/snapshot/prefix"
 )
 
-// The datastore topologies of the story beyond one dedicated member: tenants sharing one etcd
-// (docs/backup.md and docs/restore.md, "Shared datastores") and a multi-member etcd
-// (docs/restore.md, "Multi-member datastores").
+// Shared datastores (docs/restore.md, "Shared datastores: prefix mode") and multi-member ones ("Multi-member datastores").
 
 // BackupMode is what the backup controller put on the tenant's CronJob: its mode and prefix
 // annotations and the subcommand its container runs.
