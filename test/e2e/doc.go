@@ -16,7 +16,14 @@
 // kube-apiserver as plain processes); of two concurrent requests exactly one is admitted; a
 // snapshot corrupted in the bucket fails the restore in Validating with nothing changed; and a
 // snapshot corrupted after validation (during the drain) fails the restore Job, after which the
-// controller brings the cluster back on its old data.
+// controller brings the cluster back on its old data. Then the datastore topologies
+// (topologies_test.go): a second tenant joins the first one's datastore with an etcd prefix
+// that shares a leading string with the first's (/demo_tenant, /demo_tenant_b), both CronJobs
+// turn to prefix-backup, each stored object holds its tenant's keys only, and the first tenant
+// is restored in prefix mode while a client polls the second's API server (no error, objects
+// and resourceVersions unchanged); and a tenant on a dedicated 3-member datastore is restored,
+// etcdctl then showing 3 started members, one cluster ID and one leader, its RTO logged beside
+// the 1-member restore's.
 //
 // BenchmarkRestoreRTO measures the RTO of the same ~20 MB restore repeatedly (docs/benchmarks.md).
 package e2e

@@ -66,7 +66,7 @@ func TestEndToEnd(t *testing.T) {
 	if err := e.NewProject(ctx, "demo"); err != nil {
 		t.Fatal(err)
 	}
-	tn, err := e.CreateTenant(ctx, env.TenantOptions{Namespace: "demo", Cluster: "tenant", DataStore: "ds1", EtcdVersion: framework.EtcdVersion35})
+	tn, err := e.CreateTenant(ctx, env.TenantOptions{Namespace: "demo", Cluster: "tenant", DataStore: "ds1", EtcdVersion: framework.EtcdVersion35, EtcdPrefix: prefixA})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,6 +231,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	})
 
+	var rto1 time.Duration
 	t.Run("restore", func(t *testing.T) {
 		var phases []kdcv1alpha1.RestorePhase
 		seenInTable := map[string]bool{}
@@ -302,6 +303,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("kubectl get kdccluster never showed a restore phase")
 		}
 		logf("kubectl get kdccluster showed phases %v", keys(seenInTable))
+		rto1 = r.RTO()
 		logf("restore RTO %s (annotate -> RestoreReady=True): %s", r.RTO().Round(10*time.Millisecond), breakdown(r))
 
 		// The write barrier held against Kamaji (docs/restore.md, "Control planes owned by Kamaji").
@@ -532,6 +534,11 @@ func TestEndToEnd(t *testing.T) {
 		}
 		logf("a watch from %d got %d; RevisionBumped Events:\n%s", highest, code, strings.TrimSpace(out))
 	})
+
+	// A second tenant on the same datastore turns both to prefix mode (docs/restore.md, "Shared datastores: prefix mode").
+	t.Run("shared datastore", func(t *testing.T) { testSharedDataStore(t, ctx, e, tn, logf) })
+	// A dedicated 3-member datastore (docs/restore.md, "Multi-member datastores").
+	t.Run("multi-member datastore", func(t *testing.T) { testMultiMember(t, ctx, e, rto1, logf) })
 }
 
 // maxResourceVersion is the highest resourceVersion of a list: its own and its items'.

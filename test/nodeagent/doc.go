@@ -67,7 +67,8 @@
 //     to the API server, each Service (svc, svc.ns, svc.ns.svc, svc.ns.svc.cluster.local) to its
 //     ClusterIP (or, see above, one ready pod) or, headless, to all its ready pods, and
 //     pod.subdomain names of StatefulSet pods. It is rewritten in place as pods and Services
-//     change.
+//     change. /etc/resolv.conf names 127.0.0.1 (no server): a name not in /etc/hosts fails at
+//     once and no lookup leaves loopback.
 //   - Status: phase Pending/Running/Succeeded/Failed as the kubelet computes it, conditions
 //     PodScheduled, PodReadyToStartContainers, Initialized, ContainersReady, Ready, container
 //     statuses with ready, started, restartCount, state and lastState (exit code, reason,

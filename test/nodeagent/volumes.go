@@ -33,6 +33,10 @@ const (
 	pvFinalizer  = "kubernetes.io/pv-protection"
 )
 
+// resolvConf points resolvers at a loopback port nothing serves, so every lookup of a name not in
+// /etc/hosts is refused at once (test/nodeagent/doc.go, "/etc/hosts").
+const resolvConf = "# Node agent: names resolve from /etc/hosts only.\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
+
 // setup prepares the pod's sandbox: address, volumes and /etc/hosts. It is retried until it
 // succeeds (a Secret not created yet, a claim not bound yet).
 func (w *podWorker) setup(ctx context.Context, pod *corev1.Pod) error {
@@ -72,6 +76,11 @@ func (w *podWorker) setup(ctx context.Context, pod *corev1.Pod) error {
 		vols[saVolume] = p
 	}
 	w.volumes = vols
+	// Names resolve from the pod's /etc/hosts only: no lookup leaves 127.0.0.0/8, and a name not
+	// in it yet (a peer pod without an address) fails at once instead of waiting on a DNS server.
+	if err := os.WriteFile(filepath.Join(w.dir, "resolv.conf"), []byte(resolvConf), 0o644); err != nil {
+		return err
+	}
 	return w.a.writeHosts(w)
 }
 
@@ -418,7 +427,8 @@ func (w *podWorker) launchSpec(ctx context.Context, pod *corev1.Pod, c *containe
 	if src, ok := w.volumes[saVolume]; ok {
 		spec.Mounts = append(spec.Mounts, mountSpec{Source: src, Target: serviceAccountDir, ReadOnly: true})
 	}
-	spec.Mounts = append(spec.Mounts, mountSpec{Source: filepath.Join(w.dir, "hosts"), Target: "/etc/hosts", ReadOnly: true})
+	spec.Mounts = append(spec.Mounts, mountSpec{Source: filepath.Join(w.dir, "hosts"), Target: "/etc/hosts", ReadOnly: true},
+		mountSpec{Source: filepath.Join(w.dir, "resolv.conf"), Target: "/etc/resolv.conf", ReadOnly: true})
 	termTarget := c.spec.TerminationMessagePath
 	if termTarget == "" {
 		termTarget = corev1.TerminationMessagePathDefault

@@ -3,7 +3,7 @@
 // manifests/default), a tenant cluster laid out as Kube-DC does, and walks
 // the story of a backup and a restore, printing each step with its timing (see docs/demo.md).
 //
-//	go run ./test/e2e/demo [--keep] [--pad-mb 20] [--etcd-version v3.5.35] [--compare=true] [--keep-logs] [--install helm|kustomize]
+//	go run ./test/e2e/demo [--keep] [--pad-mb 20] [--etcd-version v3.5.35] [--compare=true] [--keep-logs] [--install helm|kustomize] [--shared=true] [--members 3]
 //
 // It tears everything down on exit and on Ctrl-C; --keep keeps it running until Ctrl-C.
 package main
@@ -32,11 +32,13 @@ func main() {
 	dir := flag.String("dir", "", "directory for logs and state (default a new one under /var/tmp)")
 	install := flag.String("install", env.InstallHelm, "how to install the manager: "+env.InstallHelm+" (the chart) or "+env.InstallKustomize+" (manifests/default)")
 	keepLogs := flag.Bool("keep-logs", false, "keep the logs and state directory after a successful run (it is always kept after a failure)")
+	shared := flag.Bool("shared", true, "add a second tenant on the same datastore and restore the first in prefix mode while the second serves")
+	members := flag.Int("members", 3, "also restore a tenant on a dedicated datastore of this many etcd members (0: skip)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d := &demo{start: time.Now()}
+	d := &demo{start: time.Now(), shared: *shared, members: int32(*members)}
 	err := d.run(ctx, *keep, *padMB, *etcdVersion, *compare, env.Options{Logf: d.say, Dir: *dir, Install: *install})
 	if d.env != nil {
 		d.say("tearing down (every process this demo started is stopped by its PID)")
@@ -60,6 +62,9 @@ type demo struct {
 	start time.Time
 	env   *env.Env
 	step  int
+	// shared and members: the datastore topologies after the main story (topologies.go).
+	shared  bool
+	members int32
 }
 
 func (d *demo) stamp() string { return fmt.Sprintf("[%7.2fs]", time.Since(d.start).Seconds()) }
@@ -102,7 +107,7 @@ func (d *demo) run(ctx context.Context, keep bool, padMB int, etcdVersion string
 	if err := e.NewProject(ctx, ns); err != nil {
 		return err
 	}
-	t, err := e.CreateTenant(ctx, env.TenantOptions{Namespace: ns, Cluster: cluster, DataStore: ds, EtcdVersion: etcdVersion})
+	t, err := e.CreateTenant(ctx, env.TenantOptions{Namespace: ns, Cluster: cluster, DataStore: ds, EtcdVersion: etcdVersion, EtcdPrefix: tenantPrefix})
 	if err != nil {
 		return err
 	}
@@ -249,6 +254,17 @@ func (d *demo) run(ctx context.Context, keep bool, padMB int, etcdVersion string
 			return err
 		}
 		printComparison(d, r, direct)
+	}
+
+	if d.shared {
+		if err := d.sharedDataStore(ctx, t); err != nil {
+			return err
+		}
+	}
+	if d.members > 1 {
+		if err := d.multiMember(ctx, r, padMB, etcdVersion); err != nil {
+			return err
+		}
 	}
 
 	d.title("Environment")

@@ -115,13 +115,17 @@ func (t *Tenant) DirectRestore(ctx context.Context, key string) (*DirectSteps, e
 		return p, waitHTTP(ctx, p, metricsURL+"/health")
 	}
 	startAPIServer := func() (*proc, error) {
-		p, err := startProc(filepath.Join(framework.KubeAssetsDir(), "kube-apiserver"), filepath.Join(dir, "kube-apiserver.log"),
-			"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port="+strconv.Itoa(apiPort),
-			"--etcd-servers="+clientURL, "--etcd-cafile="+pki("ca.crt"), "--etcd-certfile="+pki("tls.crt"), "--etcd-keyfile="+pki("tls.key"),
-			"--client-ca-file="+pki("ca.crt"), "--tls-cert-file="+pki("tls.crt"), "--tls-private-key-file="+pki("tls.key"),
+		args := []string{"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port=" + strconv.Itoa(apiPort),
+			"--etcd-servers=" + clientURL, "--etcd-cafile=" + pki("ca.crt"), "--etcd-certfile=" + pki("tls.crt"), "--etcd-keyfile=" + pki("tls.key"),
+			"--client-ca-file=" + pki("ca.crt"), "--tls-cert-file=" + pki("tls.crt"), "--tls-private-key-file=" + pki("tls.key"),
 			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-			"--service-account-key-file="+pki("sa.pub"), "--service-account-signing-key-file="+pki("sa.key"),
-			"--service-cluster-ip-range=10.96.0.0/16", "--authorization-mode=RBAC", "--endpoint-reconciler-type=none", "--profiling=false")
+			"--service-account-key-file=" + pki("sa.pub"), "--service-account-signing-key-file=" + pki("sa.key"),
+			"--service-cluster-ip-range=10.96.0.0/16", "--authorization-mode=RBAC", "--endpoint-reconciler-type=none", "--profiling=false"}
+		if t.EtcdPrefix != "" {
+			// The tenant's own keys, as its control plane reads them (docs/backup.md, "Shared datastores").
+			args = append(args, "--etcd-prefix="+t.EtcdPrefix)
+		}
+		p, err := startProc(filepath.Join(framework.KubeAssetsDir(), "kube-apiserver"), filepath.Join(dir, "kube-apiserver.log"), args...)
 		if err != nil {
 			return nil, err
 		}

@@ -38,6 +38,16 @@ func (r *Restore) Phase(phase kdcv1alpha1.RestorePhase) (PhaseTiming, bool) {
 	return PhaseTiming{}, false
 }
 
+// PhaseAfter is when the restore entered the phase that followed phase, if it did.
+func (r *Restore) PhaseAfter(phase kdcv1alpha1.RestorePhase) (PhaseTiming, bool) {
+	for i, p := range r.Phases {
+		if p.Phase == phase && i+1 < len(r.Phases) {
+			return r.Phases[i+1], true
+		}
+	}
+	return PhaseTiming{}, false
+}
+
 // ControlPlaneName is C-cp: the TenantControlPlane and the Deployment it owns.
 func (t *Tenant) ControlPlaneName() string { return kdcv1alpha1.ControlPlaneDeploymentName(t.Cluster) }
 
@@ -275,8 +285,9 @@ func checkControlPlane(events []ControlPlaneEvent, r *Restore, revertsDuring int
 	rep := &ControlPlaneReport{Events: append([]ControlPlaneEvent(nil), events...), RevertsDuring: revertsDuring}
 	sort.SliceStable(rep.Events, func(i, j int) bool { return rep.Events[i].ResourceVersion < rep.Events[j].ResourceVersion })
 	var ok bool
-	if rep.Drained, ok = r.Phase(kdcv1alpha1.PhaseStoppingEtcd); !ok {
-		return nil, fmt.Errorf("the restore never entered %s (phases %v)", kdcv1alpha1.PhaseStoppingEtcd, r.PhaseNames())
+	// The drain ends with the next phase: StoppingEtcd, or RestoringSnapshot in prefix mode (docs/restore.md).
+	if rep.Drained, ok = r.PhaseAfter(kdcv1alpha1.PhaseDrainingControlPlane); !ok {
+		return nil, fmt.Errorf("the restore never left %s (phases %v)", kdcv1alpha1.PhaseDrainingControlPlane, r.PhaseNames())
 	}
 	if rep.Starting, ok = r.Phase(kdcv1alpha1.PhaseStartingControlPlane); !ok {
 		return nil, fmt.Errorf("the restore never entered %s (phases %v)", kdcv1alpha1.PhaseStartingControlPlane, r.PhaseNames())
@@ -293,10 +304,10 @@ func checkControlPlane(events []ControlPlaneEvent, r *Restore, revertsDuring int
 			checked = true
 			for name, p := range pods {
 				rep.PodsInWindow++
-				violate("pod %s existed (phase %s, terminating %v) when the drain ended (StoppingEtcd)", name, p.PodPhase, p.Terminating)
+				violate("pod %s existed (phase %s, terminating %v) when the drain ended (%s)", name, p.PodPhase, p.Terminating, rep.Drained.Phase)
 			}
 			if !paused {
-				violate("TenantControlPlane not paused when the drain ended (StoppingEtcd)")
+				violate("TenantControlPlane not paused when the drain ended (%s)", rep.Drained.Phase)
 			}
 		}
 		inWindow := rv > rep.Drained.ResourceVersion && rv < rep.Starting.ResourceVersion
@@ -365,8 +376,8 @@ func (rep *ControlPlaneReport) Lines(r *Restore) []string {
 	for _, g := range rep.Gone {
 		lines = append(lines, fmt.Sprintf("pod %s gone at %s", g.Name, at(g.At)))
 	}
-	lines = append(lines, fmt.Sprintf("drain ended (StoppingEtcd) at %s; StartingControlPlane at %s; pods of the control plane in between: %s",
-		at(rep.Drained.At), at(rep.Starting.At), podsInWindow(rep.PodsInWindow)))
+	lines = append(lines, fmt.Sprintf("drain ended (%s) at %s; StartingControlPlane at %s; pods of the control plane in between: %s",
+		rep.Drained.Phase, at(rep.Drained.At), at(rep.Starting.At), podsInWindow(rep.PodsInWindow)))
 	for _, s := range rep.Started {
 		lines = append(lines, fmt.Sprintf("pod %s created at %s", s.Name, at(s.At)))
 	}

@@ -61,3 +61,28 @@ func TestCheckControlPlane(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckControlPlanePrefixMode: in prefix mode the drain ends with RestoringSnapshot (no StoppingEtcd).
+func TestCheckControlPlanePrefixMode(t *testing.T) {
+	r := &Restore{Start: time.Now(), EndResourceVersion: 100, Phases: []PhaseTiming{
+		{Phase: kdcv1alpha1.PhaseValidating, ResourceVersion: 5},
+		{Phase: kdcv1alpha1.PhaseDrainingControlPlane, ResourceVersion: 10},
+		{Phase: kdcv1alpha1.PhaseRestoringSnapshot, ResourceVersion: 30},
+		{Phase: kdcv1alpha1.PhaseStartingControlPlane, ResourceVersion: 60},
+	}}
+	events := []ControlPlaneEvent{
+		{ResourceVersion: 1, Kind: "Pod", Type: watch.Added, Name: "old"},
+		{ResourceVersion: 11, Kind: "TenantControlPlane", Type: watch.Modified, Name: "c-cp", Paused: true},
+		{ResourceVersion: 25, Kind: "Pod", Type: watch.Deleted, Name: "old"},
+		{ResourceVersion: 40, Kind: "Pod", Type: watch.Added, Name: "back"},
+		{ResourceVersion: 61, Kind: "Pod", Type: watch.Added, Name: "new"},
+		{ResourceVersion: 90, Kind: "TenantControlPlane", Type: watch.Modified, Name: "c-cp"},
+	}
+	rep, err := checkControlPlane(events, r, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Drained.Phase != kdcv1alpha1.PhaseRestoringSnapshot || len(rep.Violations) != 1 || !strings.Contains(rep.Violations[0], "pod back added") {
+		t.Errorf("drain end %s, violations %q; want RestoringSnapshot and only the pod back in the window", rep.Drained.Phase, rep.Violations)
+	}
+}

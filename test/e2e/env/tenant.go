@@ -42,6 +42,15 @@ type TenantOptions struct {
 	// EtcdVersion is the datastore's etcd, one of framework.EtcdVersion35 (default, Kube-DC's
 	// default), EtcdVersion36, EtcdVersion.
 	EtcdVersion string
+	// Members is the datastore's etcd member count (default 1): StatefulSet replicas,
+	// spec.etcd.replicas and every member in --initial-cluster (docs/restore.md, "Multi-member datastores").
+	Members int32
+	// EtcdPrefix is the kube-apiserver's --etcd-prefix, set as Kamaji does: the TCP's
+	// status.storage.setup.schema is the prefix without its slash. Empty: no flag (/registry), no schema.
+	EtcdPrefix string
+	// JoinDataStore: DataStore was created by an earlier CreateTenant in the same namespace and
+	// this tenant shares its etcd; status.referenceCount counts both (docs/backup.md, "Shared datastores").
+	JoinDataStore bool
 }
 
 func (o *TenantOptions) defaults() {
@@ -57,10 +66,13 @@ func (o *TenantOptions) defaults() {
 	if o.EtcdVersion == "" {
 		o.EtcdVersion = framework.EtcdVersion35
 	}
+	if o.Members == 0 {
+		o.Members = 1
+	}
 }
 
 // Tenant is a tenant cluster laid out as Kube-DC does: a KdcClusterDatastore with its etcd
-// StatefulSet DS-etcd (one member, client and peer TLS from Secret DS-etcd-certs, data on PVC
+// StatefulSet DS-etcd (Members members, client and peer TLS from Secret DS-etcd-certs, data on PVC
 // etcd-data-DS-etcd-0 at /var/run/etcd/default.etcd, headless Service DS-etcd), a Kamaji
 // TenantControlPlane C-cp owning the control-plane Deployment C-cp (its pods labelled
 // kamaji.clastix.io/name=C-cp) running a real kube-apiserver against that etcd over TLS, bound
@@ -98,8 +110,16 @@ func EtcdImage(v string) string { return "etcd:" + strings.TrimPrefix(v, "v") + 
 // provisioner would, and waits until its kube-apiserver answers and its backup CronJob exists.
 func (e *Env) CreateTenant(ctx context.Context, o TenantOptions) (*Tenant, error) {
 	o.defaults()
-	t := &Tenant{TenantOptions: o, env: e}
 	ns, ds, c := o.Namespace, o.DataStore, o.Cluster
+	if o.JoinDataStore {
+		// The shared datastore's etcd is the one an earlier tenant created.
+		var existing kdcv1alpha1.KdcClusterDatastore
+		if err := e.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: ds}, &existing); err != nil {
+			return nil, fmt.Errorf("KdcClusterDatastore %s to join: %w", ds, err)
+		}
+		o.EtcdVersion, o.Members = existing.Spec.Etcd.Version, existing.Spec.Etcd.Replicas
+	}
+	t := &Tenant{TenantOptions: o, env: e}
 	etcdName, cpName := kdcv1alpha1.EtcdStatefulSetName(ds), kdcv1alpha1.ControlPlaneDeploymentName(c)
 	etcdLabels := map[string]string{"app.kubernetes.io/name": "etcd", "app.kubernetes.io/instance": etcdName, "kube-dc.com/datastore": ds}
 	// Kamaji selects the pods by kamaji.clastix.io/name (internal/builders/controlplane/deployment.go).
@@ -126,7 +146,11 @@ func (e *Env) CreateTenant(ctx context.Context, o TenantOptions) (*Tenant, error
 			Ports:    []corev1.ServicePort{{Name: "https", Port: apiServerPort, TargetPort: intstr.FromInt32(apiServerPort)}},
 		},
 	}
-	for _, s := range []*corev1.Service{etcdSvc, cpSvc} {
+	services := []*corev1.Service{etcdSvc, cpSvc}
+	if o.JoinDataStore {
+		services = services[1:]
+	}
+	for _, s := range services {
 		if err := e.Client.Create(ctx, s); err != nil {
 			return nil, fmt.Errorf("failed to create Service %s: %w", s.Name, err)
 		}
@@ -192,28 +216,41 @@ func (e *Env) CreateTenant(ctx context.Context, o TenantOptions) (*Tenant, error
 			},
 		},
 	}
+	if o.JoinDataStore {
+		secrets = secrets[1:]
+	}
 	for _, s := range secrets {
 		if err := e.Client.Create(ctx, s); err != nil {
 			return nil, fmt.Errorf("failed to create Secret %s: %w", s.Name, err)
 		}
 	}
 
-	dsObj := &kdcv1alpha1.KdcClusterDatastore{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ds},
-		Spec:       kdcv1alpha1.KdcClusterDatastoreSpec{Etcd: kdcv1alpha1.EtcdSpec{Replicas: 1, Version: o.EtcdVersion}},
-	}
-	if err := e.Client.Create(ctx, dsObj); err != nil {
-		return nil, fmt.Errorf("failed to create KdcClusterDatastore %s: %w", ds, err)
-	}
-	if err := e.Client.Create(ctx, etcdStatefulSet(ns, ds, o.EtcdVersion, etcdLabels)); err != nil {
-		return nil, fmt.Errorf("failed to create StatefulSet %s: %w", etcdName, err)
+	if !o.JoinDataStore {
+		dsObj := &kdcv1alpha1.KdcClusterDatastore{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ds},
+			Spec:       kdcv1alpha1.KdcClusterDatastoreSpec{Etcd: kdcv1alpha1.EtcdSpec{Replicas: o.Members, Version: o.EtcdVersion}},
+		}
+		if err := e.Client.Create(ctx, dsObj); err != nil {
+			return nil, fmt.Errorf("failed to create KdcClusterDatastore %s: %w", ds, err)
+		}
+		if err := e.Client.Create(ctx, etcdStatefulSet(ns, ds, o.EtcdVersion, o.Members, etcdLabels)); err != nil {
+			return nil, fmt.Errorf("failed to create StatefulSet %s: %w", etcdName, err)
+		}
 	}
 	// Kamaji creates C-cp with its TCP as controller (internal/resources/k8s_deployment_resource.go).
 	tcp := kamaji.TenantControlPlane(ns, cpName, 1)
 	if err := e.Client.Create(ctx, tcp); err != nil {
 		return nil, fmt.Errorf("failed to create TenantControlPlane %s: %w", cpName, err)
 	}
-	cp := controlPlaneDeployment(ns, c, ds, cpLabels)
+	if o.EtcdPrefix != "" {
+		// Kamaji records the prefix it runs the kube-apiserver with (docs/backup.md, "Shared datastores").
+		tcp.Status.Storage.Setup.Schema = strings.TrimPrefix(o.EtcdPrefix, "/")
+		tcp.Status.Storage.DataStoreName = ds
+		if err := e.Client.Status().Update(ctx, tcp); err != nil {
+			return nil, fmt.Errorf("failed to set status.storage.setup.schema of TenantControlPlane %s: %w", cpName, err)
+		}
+	}
+	cp := controlPlaneDeployment(ns, c, ds, o.Members, o.EtcdPrefix, cpLabels)
 	if err := controllerutil.SetControllerReference(tcp, cp, framework.Scheme); err != nil {
 		return nil, err
 	}
@@ -238,7 +275,15 @@ func (e *Env) CreateTenant(ctx context.Context, o TenantOptions) (*Tenant, error
 	if err := e.Client.Status().Patch(ctx, cluster, patch); err != nil {
 		return nil, fmt.Errorf("failed to set status.dataStoreName of KdcCluster %s: %w", c, err)
 	}
-	e.logf("tenant %s/%s: KdcClusterDatastore %s (etcd %s), StatefulSet %s, TenantControlPlane %s owning Deployment %s, KdcCluster %s created", ns, c, ds, o.EtcdVersion, etcdName, cpName, cpName, c)
+	if o.JoinDataStore {
+		n, err := e.countDataStoreUsers(ctx, ns, ds)
+		if err != nil {
+			return nil, err
+		}
+		e.logf("tenant %s/%s: TenantControlPlane %s (--etcd-prefix=%s) owning Deployment %s, KdcCluster %s created on the shared KdcClusterDatastore %s (status.referenceCount %d)", ns, c, cpName, o.EtcdPrefix, cpName, c, ds, n)
+	} else {
+		e.logf("tenant %s/%s: KdcClusterDatastore %s (etcd %s, %d member(s)), StatefulSet %s, TenantControlPlane %s owning Deployment %s, KdcCluster %s created", ns, c, ds, o.EtcdVersion, o.Members, etcdName, cpName, cpName, c)
+	}
 
 	if t.Config, t.Kubeconfig, err = t.writeKubeconfig(cpCA.certPEM, admin); err != nil {
 		return nil, err
@@ -277,8 +322,8 @@ func (t *Tenant) WaitReady(ctx context.Context, timeout time.Duration) error {
 		if err := e.Client.Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: etcdName}, &sts); err != nil {
 			return err
 		}
-		if sts.Status.ReadyReplicas < 1 {
-			return fmt.Errorf("etcd StatefulSet %s not ready", etcdName)
+		if sts.Status.ReadyReplicas < t.Members {
+			return fmt.Errorf("etcd StatefulSet %s: %d/%d members ready", etcdName, sts.Status.ReadyReplicas, t.Members)
 		}
 		var d appsv1.Deployment
 		if err := e.Client.Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: cpName}, &d); err != nil {
@@ -321,19 +366,25 @@ func (t *Tenant) writeKubeconfig(caPEM []byte, admin keyPair) (*rest.Config, str
 	return cfg, path, os.WriteFile(path, data, 0o600)
 }
 
-// etcdStatefulSet is DS-etcd as Kube-DC (Kamaji-style) runs it: one member named after its pod,
-// peer and client URLs by the pod's DNS name under the headless Service, listening on the pod's
-// address, TLS from DS-etcd-certs, data in the etcd-data claim at /var/run/etcd/default.etcd.
-func etcdStatefulSet(ns, ds, version string, labels map[string]string) *appsv1.StatefulSet {
+// etcdStatefulSet is DS-etcd as Kube-DC (Kamaji-style) runs it: members members (Parallel), each
+// named after its pod and listed in every member's --initial-cluster, peer and client URLs by
+// the pod's DNS name under the headless Service, listening on the pod's address, TLS from
+// DS-etcd-certs, data in the etcd-data claim at /var/run/etcd/default.etcd.
+func etcdStatefulSet(ns, ds, version string, members int32, labels map[string]string) *appsv1.StatefulSet {
 	name := kdcv1alpha1.EtcdStatefulSetName(ds)
 	peer := func(pod string) string {
 		return fmt.Sprintf("https://%s.%s.%s.svc.cluster.local:%d", pod, name, ns, etcdPeerPort)
 	}
 	pki := func(f string) string { return etcdPKIMountPath + "/" + f }
+	var initial []string
+	for i := range members {
+		pod := fmt.Sprintf("%s-%d", name, i)
+		initial = append(initial, pod+"="+peer(pod))
+	}
 	return &appsv1.StatefulSet{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labels},
 		Spec: appsv1.StatefulSetSpec{
-			Replicas:            ptr.To[int32](1),
+			Replicas:            ptr.To(members),
 			ServiceName:         name,
 			PodManagementPolicy: appsv1.ParallelPodManagement,
 			Selector:            &metav1.LabelSelector{MatchLabels: labels},
@@ -357,7 +408,7 @@ func etcdStatefulSet(ns, ds, version string, labels map[string]string) *appsv1.S
 							fmt.Sprintf("--advertise-client-urls=https://$(POD_NAME).%s.$(POD_NAMESPACE).svc.cluster.local:%d", name, etcdClientPort),
 							fmt.Sprintf("--listen-peer-urls=https://$(POD_IP):%d", etcdPeerPort),
 							fmt.Sprintf("--initial-advertise-peer-urls=https://$(POD_NAME).%s.$(POD_NAMESPACE).svc.cluster.local:%d", name, etcdPeerPort),
-							"--initial-cluster=" + name + "-0=" + peer(name+"-0"),
+							"--initial-cluster=" + strings.Join(initial, ","),
 							"--initial-cluster-state=new",
 							"--initial-cluster-token=" + name,
 							fmt.Sprintf("--listen-metrics-urls=http://$(POD_IP):%d", etcdMetricsPort),
@@ -413,9 +464,17 @@ func etcdStatefulSet(ns, ds, version string, labels map[string]string) *appsv1.S
 
 // controlPlaneDeployment is C-cp: a real kube-apiserver on the pod's address against DS-etcd
 // over TLS, with its certificates and service account keys from Secret C-cp-certs.
-func controlPlaneDeployment(ns, c, ds string, labels map[string]string) *appsv1.Deployment {
+func controlPlaneDeployment(ns, c, ds string, members int32, etcdPrefix string, labels map[string]string) *appsv1.Deployment {
 	name := kdcv1alpha1.ControlPlaneDeploymentName(c)
 	etcdSts := kdcv1alpha1.EtcdStatefulSetName(ds)
+	var servers []string
+	for i := range members {
+		servers = append(servers, fmt.Sprintf("https://%s-%d.%s.%s.svc.cluster.local:%d", etcdSts, i, etcdSts, ns, etcdClientPort))
+	}
+	var prefixFlag []string
+	if etcdPrefix != "" {
+		prefixFlag = []string{"--etcd-prefix=" + etcdPrefix}
+	}
 	pki := func(f string) string { return cpPKIMountPath + "/" + f }
 	etcdPKI := func(f string) string { return cpEtcdMountPath + "/" + f }
 	return &appsv1.Deployment{
@@ -434,11 +493,11 @@ func controlPlaneDeployment(ns, c, ds string, labels map[string]string) *appsv1.
 						Name:    "kube-apiserver",
 						Image:   "kube-apiserver:" + framework.KubeVersion,
 						Command: []string{"kube-apiserver"},
-						Args: []string{
+						Args: append([]string{
 							"--advertise-address=$(POD_IP)",
 							"--bind-address=$(POD_IP)",
 							fmt.Sprintf("--secure-port=%d", apiServerPort),
-							fmt.Sprintf("--etcd-servers=https://%s-0.%s.%s.svc.cluster.local:%d", etcdSts, etcdSts, ns, etcdClientPort),
+							"--etcd-servers=" + strings.Join(servers, ","),
 							"--etcd-cafile=" + etcdPKI(kdcv1alpha1.EtcdCertsCAKey),
 							"--etcd-certfile=" + etcdPKI(kdcv1alpha1.EtcdCertsCertKey),
 							"--etcd-keyfile=" + etcdPKI(kdcv1alpha1.EtcdCertsKeyKey),
@@ -455,7 +514,7 @@ func controlPlaneDeployment(ns, c, ds string, labels map[string]string) *appsv1.
 							// which Endpoints validation rejects.
 							"--endpoint-reconciler-type=none",
 							"--profiling=false",
-						},
+						}, prefixFlag...),
 						Env: []corev1.EnvVar{
 							{Name: "POD_IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
 						},
@@ -504,4 +563,24 @@ func (e *Env) scaleToZero(ns, name string, labels map[string]string) error {
 		}
 		return nil
 	})
+}
+
+// countDataStoreUsers sets status.referenceCount of KdcClusterDatastore ns/ds to the number of
+// KdcClusters on it, as Kube-DC does, and returns it.
+func (e *Env) countDataStoreUsers(ctx context.Context, ns, ds string) (int32, error) {
+	var clusters kdcv1alpha1.KdcClusterList
+	if err := e.Client.List(ctx, &clusters, client.InNamespace(ns)); err != nil {
+		return 0, err
+	}
+	var n int32
+	for _, kc := range clusters.Items {
+		if kc.DataStore() == ds {
+			n++
+		}
+	}
+	patch := client.RawPatch(types.MergePatchType, []byte(fmt.Sprintf(`{"status":{"referenceCount":%d}}`, n)))
+	if err := e.Client.Status().Patch(ctx, &kdcv1alpha1.KdcClusterDatastore{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: ds}}, patch); err != nil {
+		return 0, fmt.Errorf("failed to set status.referenceCount of KdcClusterDatastore %s: %w", ds, err)
+	}
+	return n, nil
 }
