@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -15,7 +14,7 @@ import (
 // stoppingEtcd is the StoppingEtcd step. DS-etcd's replica count was recorded on entering the
 // phase; here:
 //
-//  1. scale DS-etcd to 0 (idempotent; several members one at a time, stopTarget);
+//  1. scale DS-etcd to 0 (idempotent; several members get memberStopGrace to stop);
 //  2. wait until pod DS-etcd-0 is gone (nothing may hold the data directory while the restore
 //     Job swaps it); EtcdStopFailed at the deadline;
 //  3. enter RestoringSnapshot.
@@ -28,8 +27,13 @@ func (e *Engine) stoppingEtcd(ctx context.Context, r *Restore) (step, error) {
 	if err != nil {
 		return e.failOnMissing(ctx, r, err)
 	}
-	if err := e.scaleStatefulSet(ctx, r, w.Etcd, e.stopTarget(ctx, r, w.Etcd)); err != nil {
+	if err := e.scaleStatefulSet(ctx, r, w.Etcd, 0); err != nil {
 		return step{}, err
+	}
+	if n := p.memberCount(); n > 1 {
+		if err := e.hurryMembers(ctx, r, n); err != nil {
+			return step{}, err
+		}
 	}
 	stopped, err := e.etcdStopped(ctx, r.Cluster, p.memberCount())
 	if err != nil {
@@ -61,30 +65,32 @@ func (e *Engine) etcdStopped(ctx context.Context, c *kdcv1alpha1.KdcCluster, n i
 	return true, nil
 }
 
-// stopTarget is the replica count to scale DS-etcd to now: one member fewer than it has once
-// the member removed last is gone, down to 0. Members stopped all at once each try to hand
-// their leadership to another stopping one and give up only after seconds; one by one, the
-// leader hands it to a running member at once (docs/restore.md, "Multi-member datastores").
-func (e *Engine) stopTarget(ctx context.Context, r *Restore, sts *appsv1.StatefulSet) int32 {
-	cur := replicas(sts.Spec.Replicas)
-	if cur <= 1 {
-		return 0
-	}
-	total := r.recordedReplicas(kdcv1alpha1.AnnotationRestoreEtcdReplicas)
-	if cur < total {
-		if gone, err := e.memberGone(ctx, r.Cluster, int(cur)); err != nil || !gone {
-			return cur
+// memberStopGrace is how long a member of a multi-member etcd may take to stop: members stopped
+// together each try to hand their leadership to another stopping one and give up only after
+// etcd's request timeout (7 s); the control plane is drained, so nothing writes, and etcd's data
+// survives a kill.
+const memberStopGrace int64 = 1
+
+// hurryMembers deletes the terminating pods DS-etcd-0 to -<n-1> again with memberStopGrace.
+func (e *Engine) hurryMembers(ctx context.Context, r *Restore, n int) error {
+	c := r.Cluster
+	for i := range n {
+		pod := objectMeta("Pod")
+		err := e.Client.Get(ctx, client.ObjectKey{Namespace: c.DataStoreNamespace(), Name: kdcv1alpha1.MemberPodName(c.DataStore(), i)}, pod)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("failed to get pod %s: %w", klog.KRef(c.DataStoreNamespace(), kdcv1alpha1.MemberPodName(c.DataStore(), i)), err)
+		}
+		if g := pod.DeletionGracePeriodSeconds; g != nil && *g <= memberStopGrace {
+			continue
+		}
+		uid := pod.UID
+		err = e.Client.Delete(ctx, pod, client.GracePeriodSeconds(memberStopGrace), client.Preconditions{UID: &uid})
+		if client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
+			return fmt.Errorf("failed to stop pod %s: %w", klog.KObj(pod), err)
 		}
 	}
-	return cur - 1
-}
-
-// memberGone reports whether pod DS-etcd-<i> is gone (read from the metadata cache).
-func (e *Engine) memberGone(ctx context.Context, c *kdcv1alpha1.KdcCluster, i int) (bool, error) {
-	pod := objectMeta("Pod")
-	err := e.Client.Get(ctx, client.ObjectKey{Namespace: c.DataStoreNamespace(), Name: kdcv1alpha1.MemberPodName(c.DataStore(), i)}, pod)
-	if apierrors.IsNotFound(err) {
-		return true, nil
-	}
-	return false, err
+	return nil
 }

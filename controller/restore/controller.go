@@ -60,9 +60,11 @@ type Reconciler struct {
 // +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch;patch
 // The Kamaji TenantControlPlane owning C-cp: read (uncached) and patch its pause annotation.
 // +kubebuilder:rbac:groups=kamaji.clastix.io,resources=tenantcontrolplanes,verbs=get;patch
-// Pods (metadata): wait until C-cp's pods and DS-etcd-0 are gone. Pods of the restore's Jobs
-// (full, by label): their outcome as soon as they are terminal, and termination messages.
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// Pods (metadata): wait until C-cp's pods and DS-etcd's are gone; delete the members of a
+// multi-member DS-etcd again with a short grace once it is scaled to 0 (engine/stopping_etcd.go).
+// Pods of the restore's Jobs (full, by label): their outcome as soon as they are terminal, and
+// termination messages.
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;delete
 // The verify, restore and rollback Jobs and the fresh backup Job: create, watch, delete.
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
 // The backup CronJob: template of the fresh backup Job after a successful restore.

@@ -81,7 +81,10 @@ func (p *process) wait() {
 }
 
 // stop sends SIGTERM to the process it started, then SIGKILL to its process group after grace.
-func (p *process) stop(grace time.Duration) {
+func (p *process) stop(grace time.Duration) { p.stopOrKill(grace, nil) }
+
+// stopOrKill is stop, killing at once when kill closes (a shortened grace period).
+func (p *process) stopOrKill(grace time.Duration, kill <-chan struct{}) {
 	select {
 	case <-p.done:
 		return
@@ -93,6 +96,9 @@ func (p *process) stop(grace time.Duration) {
 	select {
 	case <-p.done:
 	case <-t.C:
+		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+		<-p.done
+	case <-kill:
 		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
 		<-p.done
 	}

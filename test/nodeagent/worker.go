@@ -356,7 +356,10 @@ func (w *podWorker) terminationMessage(c *container, code int32) string {
 }
 
 // stopAll stops every running process of the pod (containers in parallel) and records exits.
-func (w *podWorker) stopAll(grace time.Duration) {
+func (w *podWorker) stopAll(grace time.Duration) { w.stopAllOrKill(grace, nil) }
+
+// stopAllOrKill is stopAll, killing what still runs when kill closes.
+func (w *podWorker) stopAllOrKill(grace time.Duration, kill <-chan struct{}) {
 	type stopped struct {
 		c *container
 		p *process
@@ -366,7 +369,7 @@ func (w *podWorker) stopAll(grace time.Duration) {
 	for _, c := range append(append([]*container{}, w.inits...), w.ctrs...) {
 		if c.proc != nil {
 			procs = append(procs, stopped{c, c.proc})
-			go c.proc.stop(grace)
+			go c.proc.stopOrKill(grace, kill)
 		}
 		c.waiting = false
 	}
@@ -399,7 +402,30 @@ func (w *podWorker) terminate(ctx context.Context, pod *corev1.Pod) {
 		grace = time.Duration(*pod.DeletionGracePeriodSeconds) * time.Second
 	}
 	w.log.Info("Pod is being deleted, stopping its containers", "grace", grace)
-	w.stopAll(grace)
+	// A second deletion may shorten the grace period; the kubelet then kills sooner.
+	kill, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stopped:
+				return
+			case <-w.notify:
+			}
+			if p := w.current(); p != nil && p.DeletionGracePeriodSeconds != nil {
+				if shorter := time.Duration(*p.DeletionGracePeriodSeconds) * time.Second; shorter < grace {
+					w.log.Info("Grace period shortened", "grace", shorter)
+					select {
+					case <-stopped:
+					case <-time.After(shorter):
+						close(kill)
+					}
+					return
+				}
+			}
+		}
+	}()
+	w.stopAllOrKill(grace, kill)
+	close(stopped)
 	if !w.terminal && w.ready {
 		w.terminal = true
 		w.syncStatus(ctx, pod)
