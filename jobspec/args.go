@@ -62,13 +62,24 @@ func (b Backup) Args() []string {
 	if b.MinSize != 0 {
 		args = append(args, "--min-size="+strconv.FormatInt(b.MinSize, 10))
 	}
-	if b.PartSize != 0 {
-		args = append(args, "--part-size="+strconv.FormatInt(b.PartSize, 10))
+	return uploadArgs(args, b.PartSize, b.Concurrency)
+}
+
+// uploadArgs appends the multipart upload's flags that are set.
+func uploadArgs(args []string, partSize int64, concurrency int) []string {
+	if partSize != 0 {
+		args = append(args, "--part-size="+strconv.FormatInt(partSize, 10))
 	}
-	if b.Concurrency != 0 {
-		args = append(args, "--concurrency="+strconv.Itoa(b.Concurrency))
+	if concurrency != 0 {
+		args = append(args, "--concurrency="+strconv.Itoa(concurrency))
 	}
 	return args
+}
+
+// bindUpload registers the multipart upload's flags.
+func bindUpload(fs *flag.FlagSet, partSize *int64, concurrency *int) {
+	fs.Int64Var(partSize, "part-size", DefaultPartSize, "multipart part size in bytes (>= 5 MiB)")
+	fs.IntVar(concurrency, "concurrency", DefaultConcurrency, "parts uploaded in parallel")
 }
 
 // Bind registers the backup flags on fs.
@@ -81,8 +92,7 @@ func (b *Backup) Bind(fs *flag.FlagSet) {
 	fs.DurationVar(&b.DialTimeout, "dial-timeout", DefaultDialTimeout, "etcd connection timeout")
 	fs.IntVar(&b.RetentionDays, "retention-days", DefaultRetentionDays, "lifecycle expiration of the cluster's prefix in days; 0 leaves lifecycle rules alone")
 	fs.Int64Var(&b.MinSize, "min-size", DefaultMinSize, "smallest acceptable snapshot in bytes; smaller exits 2 and uploads nothing")
-	fs.Int64Var(&b.PartSize, "part-size", DefaultPartSize, "multipart part size in bytes (>= 5 MiB)")
-	fs.IntVar(&b.Concurrency, "concurrency", DefaultConcurrency, "parts uploaded in parallel")
+	bindUpload(fs, &b.PartSize, &b.Concurrency)
 	b.Location.Bind(fs)
 }
 

@@ -80,13 +80,7 @@ func (b PrefixBackup) Args() []string {
 	if b.MinKeys != 0 {
 		args = append(args, "--min-keys="+strconv.Itoa(b.MinKeys))
 	}
-	if b.PartSize != 0 {
-		args = append(args, "--part-size="+strconv.FormatInt(b.PartSize, 10))
-	}
-	if b.Concurrency != 0 {
-		args = append(args, "--concurrency="+strconv.Itoa(b.Concurrency))
-	}
-	return args
+	return uploadArgs(args, b.PartSize, b.Concurrency)
 }
 
 // Bind registers the prefix-backup flags on fs.
@@ -95,8 +89,7 @@ func (b *PrefixBackup) Bind(fs *flag.FlagSet) {
 	b.Etcd.bind(fs)
 	fs.IntVar(&b.RetentionDays, "retention-days", DefaultRetentionDays, "lifecycle expiration of the cluster's prefix in days; 0 leaves lifecycle rules alone")
 	fs.IntVar(&b.MinKeys, "min-keys", DefaultMinKeys, "fewest keys accepted; fewer exits 2 and uploads nothing")
-	fs.Int64Var(&b.PartSize, "part-size", DefaultPartSize, "multipart part size in bytes (>= 5 MiB)")
-	fs.IntVar(&b.Concurrency, "concurrency", DefaultConcurrency, "parts uploaded in parallel")
+	bindUpload(fs, &b.PartSize, &b.Concurrency)
 	b.Location.Bind(fs)
 }
 
@@ -132,13 +125,7 @@ func (r PrefixRestore) Args() []string {
 		args = append(args, "--max-request-bytes="+strconv.Itoa(r.MaxRequestBytes))
 	}
 	args = appendSet(args, "work-dir", r.WorkDir)
-	if r.PartSize != 0 {
-		args = append(args, "--part-size="+strconv.FormatInt(r.PartSize, 10))
-	}
-	if r.Concurrency != 0 {
-		args = append(args, "--concurrency="+strconv.Itoa(r.Concurrency))
-	}
-	return append(args, r.Location.Args()...)
+	return append(uploadArgs(args, r.PartSize, r.Concurrency), r.Location.Args()...)
 }
 
 // Bind registers the prefix-restore flags on fs; workDir is the default of --work-dir.
