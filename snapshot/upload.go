@@ -41,9 +41,9 @@ type uploadBody interface {
 // streamUploader uploads a snapshot stream with S3's low-level multipart API. Compared with the
 // SDK's manager.Uploader it holds exactly Concurrency+1 part buffers, allocated once (the
 // manager reads the first part with io.ReadAll, growing and copying a slice to a part size and
-// keeping it next to its pool), and it computes each part's SHA-256 itself, once, in the goroutine
-// that sends the part, and the full-object SHA-256 of a single PutObject comes from the stream's
-// own hash instead of a second pass.
+// keeping it next to its pool), and it computes each part's SHA-256 itself, once, while it reads
+// the part, and the full-object SHA-256 of a single PutObject comes from the stream's own hash
+// instead of a second pass.
 type streamUploader struct {
 	client      *s3.Client
 	opts        []func(*s3.Options)
@@ -51,11 +51,35 @@ type streamUploader struct {
 	concurrency int
 }
 
-// part is one part read from the stream, in a buffer of the pool.
+// part is one part read from the stream, in a buffer of the pool, and its SHA-256.
 type part struct {
 	num int32
 	buf []byte
 	n   int
+	sum [sha256.Size]byte
+}
+
+// hashWindow is how much of a part is read before it is hashed: small enough to be hashed while
+// still in the CPU's cache, so a part is not read from memory a second time for its SHA-256.
+const hashWindow = 256 << 10
+
+// readPart fills buf from body as io.ReadFull does, hashing each window as soon as it is read.
+func readPart(body io.Reader, buf []byte) (int, [sha256.Size]byte, error) {
+	h := sha256.New()
+	n := 0
+	var err error
+	for n < len(buf) && err == nil {
+		var m int
+		m, err = io.ReadFull(body, buf[n:min(n+hashWindow, len(buf))])
+		h.Write(buf[n : n+m])
+		n += m
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || (errors.Is(err, io.EOF) && n > 0) {
+		err = io.ErrUnexpectedEOF
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return n, sum, err
 }
 
 // upload reads body to the end and stores it as in.Key. A snapshot that fits in one part is sent
@@ -74,7 +98,7 @@ func (u *streamUploader) upload(ctx context.Context, body uploadBody, in *s3.Cre
 	}
 	free := make(chan []byte, u.concurrency+1)
 	first := make([]byte, u.partSize)
-	n, err := io.ReadFull(body, first)
+	n, sum, err := readPart(body, first)
 	switch {
 	case created != nil && err != nil:
 		// Read returns io.EOF only after every announced byte, so a stream announced as larger
@@ -134,7 +158,7 @@ func (u *streamUploader) upload(ctx context.Context, body uploadBody, in *s3.Cre
 			readErr = fmt.Errorf("the snapshot needs more than %d parts of %d bytes; raise --part-size", maxUploadParts, u.partSize)
 			break
 		}
-		parts <- part{num: num, buf: buf, n: n}
+		parts <- part{num: num, buf: buf, n: n, sum: sum}
 		if int64(n) < u.partSize {
 			break
 		}
@@ -147,7 +171,7 @@ func (u *streamUploader) upload(ctx context.Context, body uploadBody, in *s3.Cre
 				buf = <-free
 			}
 		}
-		n, err = io.ReadFull(body, buf)
+		n, sum, err = readPart(body, buf)
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			err = nil // Read returned io.EOF only after the end-of-stream checks passed
 			if n == 0 {
@@ -218,8 +242,7 @@ func inBackground[T any](f func() (T, error)) func() (T, error) {
 // uploadPart sends one part with its SHA-256, which the server verifies.
 func (u *streamUploader) uploadPart(ctx context.Context, in *s3.CreateMultipartUploadInput, uploadID *string, p part) (types.CompletedPart, error) {
 	data := p.buf[:p.n]
-	sum := sha256.Sum256(data)
-	b64 := base64.StdEncoding.EncodeToString(sum[:])
+	b64 := base64.StdEncoding.EncodeToString(p.sum[:])
 	out, err := u.client.UploadPart(ctx, &s3.UploadPartInput{
 		Bucket:         in.Bucket,
 		Key:            in.Key,

@@ -20,11 +20,14 @@ type dump struct {
 	c     *etcdConn
 	pages *pages
 	// ahead yields the pages after the first, read while the current one is encoded and sent.
-	ahead   <-chan aheadPage
-	stop    chan struct{}
-	enc     *encoder
-	header  Header
+	ahead  <-chan aheadPage
+	stop   chan struct{}
+	enc    *encoder
+	header Header
+	// pending is produced but not yet read: the header, a record too large for the reader's
+	// buffer, the end; carry keeps its storage.
 	pending []byte
+	carry   []byte
 	rec     Record
 	done    bool
 	err     error
@@ -39,12 +42,11 @@ func startDump(ctx context.Context, c *etcdConn, rng KeyRange, rev int64, h Head
 	}
 	h.Format, h.Prefix, h.Revision, h.EtcdVersion = FormatV1, rng.Prefix, d.pages.rev, c.version
 	h.ClusterID, h.MemberID = fmt.Sprintf("%x", c.clusterID), fmt.Sprintf("%x", c.memberID)
-	enc, err := newEncoder(h)
+	enc, head, err := newEncoder(h)
 	if err != nil {
 		return nil, err
 	}
-	d.enc, d.header = enc, h
-	d.pending = d.enc.flush()
+	d.enc, d.header, d.pending = enc, h, head
 	d.stop = make(chan struct{})
 	d.ahead = d.pages.readAhead(ctx, d.stop)
 	return d, nil
@@ -62,40 +64,61 @@ func (d *dump) close() {
 // firstPageKeys is the number of keys of the first page and whether more follow.
 func (d *dump) firstPageKeys() (int, bool) { return len(d.pages.kvs), d.pages.more }
 
+// Read encodes records straight into p: each value is copied once, from etcd's page into the
+// upload's part buffer, and hashed there.
 func (d *dump) Read(p []byte) (int, error) {
-	for len(d.pending) == 0 {
-		if d.err != nil {
-			return 0, d.err
+	n := 0
+	for n < len(p) && d.err == nil {
+		if len(d.pending) > 0 {
+			c := copy(p[n:], d.pending)
+			d.pending, n = d.pending[c:], n+c
+			continue
 		}
 		if d.done {
-			return 0, io.EOF
+			break
 		}
-		if err := d.fill(); err != nil {
-			d.err = err
-			return 0, err
-		}
+		d.err = d.fill(p, &n)
 	}
-	n := copy(p, d.pending)
-	d.pending = d.pending[n:]
-	return n, nil
+	switch {
+	case n > 0:
+		return n, nil
+	case d.err != nil:
+		return 0, d.err
+	}
+	return 0, io.EOF
 }
 
-// fill encodes the rest of the current page and reads the next, or finishes the snapshot.
-func (d *dump) fill() error {
+// fill encodes the current page's records into p[*n:] while they fit; one that does not goes to
+// pending. At the page's end it takes the next page, or finishes the snapshot.
+func (d *dump) fill(p []byte, n *int) error {
 	for d.pages.i < len(d.pages.kvs) {
 		if err := d.pages.Next(d.ctx, &d.rec); err != nil {
 			return err
 		}
-		if err := d.enc.add(&d.rec); err != nil {
+		size := framedSize(&d.rec)
+		fits := size <= len(p)-*n
+		dst := d.carry[:0]
+		if fits {
+			dst = p[*n:*n]
+		}
+		out, err := d.enc.encode(dst, &d.rec)
+		if err != nil {
 			return errorf(snapshot.ExitIntegrity, "etcd %s returned %v; retry", d.c.endpoint, err)
 		}
+		if len(out) != size {
+			return errorf(snapshot.ExitIntegrity, "record of key %q encoded to %d bytes, not the %d it was given room for", d.rec.Key, len(out), size)
+		}
+		if !fits {
+			d.pending, d.carry = out, out[:0]
+			return nil
+		}
+		*n += len(out)
 	}
 	if pg, ok := <-d.ahead; ok {
 		if pg.err != nil {
 			return pg.err
 		}
 		d.pages.kvs, d.pages.i = pg.kvs, 0
-		d.pending = d.enc.flush()
 		return nil
 	}
 	leases, err := d.describeLeases()

@@ -126,16 +126,47 @@ const (
 	fieldLease          protowire.Number = 6
 )
 
+// recordFields lists r's integer fields in wire order.
+func recordFields(r *Record) [3]struct {
+	num protowire.Number
+	v   int64
+} {
+	return [3]struct {
+		num protowire.Number
+		v   int64
+	}{{fieldCreateRevision, r.CreateRevision}, {fieldModRevision, r.ModRevision}, {fieldVersion, r.Version}}
+}
+
+// recordSize is the length of r in mvccpb.KeyValue's wire form.
+func recordSize(r *Record) int {
+	n := 0
+	if len(r.Key) > 0 {
+		n += protowire.SizeTag(fieldKey) + protowire.SizeBytes(len(r.Key))
+	}
+	for _, f := range recordFields(r) {
+		if f.v != 0 {
+			n += protowire.SizeTag(f.num) + protowire.SizeVarint(uint64(f.v))
+		}
+	}
+	if len(r.Value) > 0 {
+		n += protowire.SizeTag(fieldValue) + protowire.SizeBytes(len(r.Value))
+	}
+	if r.Lease != 0 {
+		n += protowire.SizeTag(fieldLease) + protowire.SizeVarint(uint64(r.Lease))
+	}
+	return n
+}
+
+// framedSize is the length of r in the snapshot: its wire form and that form's length before it.
+func framedSize(r *Record) int { return protowire.SizeBytes(recordSize(r)) }
+
 // appendRecord appends r in mvccpb.KeyValue's wire form (proto3: zero fields are omitted).
 func appendRecord(b []byte, r *Record) []byte {
 	if len(r.Key) > 0 {
 		b = protowire.AppendTag(b, fieldKey, protowire.BytesType)
 		b = protowire.AppendBytes(b, r.Key)
 	}
-	for _, f := range []struct {
-		num protowire.Number
-		v   int64
-	}{{fieldCreateRevision, r.CreateRevision}, {fieldModRevision, r.ModRevision}, {fieldVersion, r.Version}} {
+	for _, f := range recordFields(r) {
 		if f.v != 0 {
 			b = protowire.AppendTag(b, f.num, protowire.VarintType)
 			b = protowire.AppendVarint(b, uint64(f.v))
@@ -200,60 +231,53 @@ func parseRecord(b []byte, r *Record) error {
 	return nil
 }
 
-// encoder writes the prefix snapshot form into buf, hashing everything it appends. It checks
+// encoder produces the prefix snapshot form, hashing everything it produces in order. It checks
 // what it is given: keys in strictly increasing order, each under the prefix.
 type encoder struct {
-	buf     []byte
 	hash    hash.Hash
 	rng     KeyRange
 	last    []byte
 	trailer Trailer
 	leases  map[int64]int64
-	scratch []byte
 }
 
-func newEncoder(h Header) (*encoder, error) {
+// newEncoder returns the encoder and the snapshot's beginning: the magic and the header.
+func newEncoder(h Header) (*encoder, []byte, error) {
 	rng, err := RangeOf(h.Prefix)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	hj, err := json.Marshal(h)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	e := &encoder{hash: sha256.New(), rng: rng, leases: map[int64]int64{}}
-	e.buf = append(e.buf, Magic...)
-	e.buf = protowire.AppendBytes(e.buf, hj)
-	return e, nil
+	head := protowire.AppendBytes(append([]byte(nil), Magic...), hj)
+	e.hash.Write(head)
+	return e, head, nil
 }
 
-// add appends one record.
-func (e *encoder) add(r *Record) error {
+// encode appends r, framed, to dst (in place when dst has the room: framedSize) and hashes it
+// there, while it is in the CPU's cache.
+func (e *encoder) encode(dst []byte, r *Record) ([]byte, error) {
 	if !e.rng.Contains(r.Key) {
-		return fmt.Errorf("key %q is not under %q", r.Key, e.rng.Start)
+		return dst, fmt.Errorf("key %q is not under %q", r.Key, e.rng.Start)
 	}
 	if e.last != nil && bytes.Compare(r.Key, e.last) <= 0 {
-		return fmt.Errorf("key %q does not follow %q in key order", r.Key, e.last)
+		return dst, fmt.Errorf("key %q does not follow %q in key order", r.Key, e.last)
 	}
 	e.last = append(e.last[:0], r.Key...)
-	e.scratch = appendRecord(e.scratch[:0], r)
-	e.buf = protowire.AppendBytes(e.buf, e.scratch)
+	start := len(dst)
+	dst = protowire.AppendVarint(dst, uint64(recordSize(r)))
+	dst = appendRecord(dst, r)
+	e.hash.Write(dst[start:])
 	e.trailer.Keys++
 	e.trailer.KeyBytes += int64(len(r.Key))
 	e.trailer.ValueBytes += int64(len(r.Value))
 	if r.Lease != 0 {
 		e.leases[r.Lease]++
 	}
-	return nil
-}
-
-// flush hashes and hands out what was appended since the last flush; the slice is valid until
-// the next call.
-func (e *encoder) flush() []byte {
-	e.hash.Write(e.buf)
-	out := e.buf
-	e.buf = e.buf[:0]
-	return out
+	return dst, nil
 }
 
 // finish returns the end marker, the trailer (with leases) and the SHA-256 of everything
@@ -264,14 +288,12 @@ func (e *encoder) finish(leases []Lease) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.buf = protowire.AppendVarint(e.buf, 0)
-	e.buf = protowire.AppendBytes(e.buf, tj)
-	e.hash.Write(e.buf)
+	out := protowire.AppendVarint(nil, 0)
+	out = protowire.AppendBytes(out, tj)
+	e.hash.Write(out)
 	sum := e.hash.Sum(nil)
 	e.hash.Write(sum)
-	out := append(e.buf, sum...)
-	e.buf = e.buf[:0]
-	return out, nil
+	return append(out, sum...), nil
 }
 
 // Reader reads a prefix snapshot and checks it as it goes: the form, keys in strictly

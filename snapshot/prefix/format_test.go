@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -21,6 +22,9 @@ func TestRecordIsMvccKeyValue(t *testing.T) {
 	for _, kv := range tests {
 		r := Record{Key: kv.Key, CreateRevision: kv.CreateRevision, ModRevision: kv.ModRevision, Version: kv.Version, Value: kv.Value, Lease: kv.Lease}
 		ours := appendRecord(nil, &r)
+		if got, want := framedSize(&r), len(protowire.AppendBytes(nil, ours)); got != want {
+			t.Errorf("framedSize of %q = %d, its framed encoding has %d bytes", kv.Key, got, want)
+		}
 		theirs, err := proto.MarshalOptions{Deterministic: true}.Marshal(kv)
 		if err != nil {
 			t.Fatal(err)
@@ -41,17 +45,14 @@ func TestRecordIsMvccKeyValue(t *testing.T) {
 // encode writes a whole snapshot of recs.
 func encode(t *testing.T, h Header, recs []Record, leases []Lease) []byte {
 	t.Helper()
-	e, err := newEncoder(h)
+	e, out, err := newEncoder(h)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []byte
-	out = append(out, e.flush()...)
 	for i := range recs {
-		if err := e.add(&recs[i]); err != nil {
+		if out, err = e.encode(out, &recs[i]); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, e.flush()...)
 	}
 	tail, err := e.finish(leases)
 	if err != nil {
@@ -113,12 +114,12 @@ func TestEncoderRefuses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e, err := newEncoder(Header{Format: FormatV1, Prefix: "/acme_a"})
+			e, out, err := newEncoder(Header{Format: FormatV1, Prefix: "/acme_a"})
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, k := range tt.keys {
-				err = e.add(&Record{Key: []byte(k)})
+				out, err = e.encode(out, &Record{Key: []byte(k)})
 			}
 			if err == nil {
 				t.Errorf("the encoder accepted %q", tt.keys)
