@@ -114,16 +114,18 @@ func (u *streamUploader) upload(ctx context.Context, body uploadBody, in *s3.Cre
 		return nil, err
 	}
 	if created == nil {
-		created = func() (*s3.CreateMultipartUploadOutput, error) {
+		// The first part is full: the upload is created while the next one is read.
+		created = inBackground(func() (*s3.CreateMultipartUploadOutput, error) {
 			return u.client.CreateMultipartUpload(ctx, in, u.opts...)
+		})
+	}
+	uploadID := func() (*string, error) {
+		out, err := created()
+		if err != nil {
+			return nil, err
 		}
+		return out.UploadId, nil
 	}
-	out, err := created()
-	if err != nil {
-		return nil, err
-	}
-	uploadID := out.UploadId
-	abort := func(cause error) error { return u.abort(ctx, in, uploadID, cause) }
 
 	var (
 		mu        sync.Mutex
@@ -137,7 +139,11 @@ func (u *streamUploader) upload(ctx context.Context, body uploadBody, in *s3.Cre
 		wg.Go(func() {
 			for p := range parts {
 				if !failed() {
-					cp, err := u.uploadPart(ctx, in, uploadID, p)
+					id, err := uploadID()
+					var cp types.CompletedPart
+					if err == nil {
+						cp, err = u.uploadPart(ctx, in, id, p)
+					}
 					mu.Lock()
 					if err != nil && sendErr == nil {
 						sendErr = err
@@ -186,16 +192,21 @@ func (u *streamUploader) upload(ctx context.Context, body uploadBody, in *s3.Cre
 	close(parts)
 	wg.Wait()
 	if readErr != nil {
-		return nil, abort(readErr)
+		return nil, u.abortCreated(ctx, in, created, readErr)
 	}
 	if sendErr != nil {
-		return nil, abort(sendErr)
+		return nil, u.abortCreated(ctx, in, created, sendErr)
 	}
+	id, err := uploadID()
+	if err != nil {
+		return nil, err
+	}
+	abort := func(cause error) error { return u.abort(ctx, in, id, cause) }
 	slices.SortFunc(completed, func(a, b types.CompletedPart) int { return int(aws.ToInt32(a.PartNumber) - aws.ToInt32(b.PartNumber)) })
 	done, err := u.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket:          in.Bucket,
 		Key:             in.Key,
-		UploadId:        uploadID,
+		UploadId:        id,
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: completed},
 	}, u.opts...)
 	if err != nil {
