@@ -100,12 +100,12 @@ bench: bins build ## Run the benchmarks and print their figures (see docs/benchm
 
 .PHONY: build
 build: ## Build the binary into bin/kdc-etcd-backup and the kubectl plugin into bin/kubectl-kdc.
-	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/ ./cmd/kdc-etcd-backup ./cmd/kubectl-kdc
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(LOCALBIN)/ ./cmd/kdc-etcd-backup ./cmd/kdc-etcd-backup-manager ./cmd/kubectl-kdc
 
 .PHONY: image
 image: ## Build the OCI image archive bin/kdc-etcd-backup-image.tar without a Docker daemon (docs/install.md).
-	CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "$(LDFLAGS)" -o $(IMAGE_DIR)/kdc-etcd-backup ./cmd/kdc-etcd-backup
-	go run ./hack/image build --binary $(IMAGE_DIR)/kdc-etcd-backup --ca-out $(IMAGE_DIR)/ca-certificates.crt \
+	CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags "$(LDFLAGS)" -o $(IMAGE_DIR)/ ./cmd/kdc-etcd-backup ./cmd/kdc-etcd-backup-manager
+	go run ./hack/image build --binary $(IMAGE_DIR)/kdc-etcd-backup --manager-binary $(IMAGE_DIR)/kdc-etcd-backup-manager --ca-out $(IMAGE_DIR)/ca-certificates.crt \
 	  --arch $$(go env GOARCH) --tag $(IMG) --out $(IMAGE_ARCHIVE) --version $(VERSION) \
 	  --revision $$(git rev-parse HEAD 2>/dev/null) --source $(IMAGE_SOURCE) --created $(SOURCE_DATE_EPOCH)
 
@@ -120,7 +120,7 @@ dist: ## Build kubectl-kdc archives for linux/darwin on amd64/arm64, their check
 
 .PHONY: run
 run: build ## Run the manager against the current kubeconfig with a self-signed certificate.
-	$(LOCALBIN)/kdc-etcd-backup manager --leader-elect=false --webhook-cert-dir=$(LOCALBIN)/certs --self-signed-certs=localhost,127.0.0.1
+	$(LOCALBIN)/kdc-etcd-backup-manager --leader-elect=false --webhook-cert-dir=$(LOCALBIN)/certs --self-signed-certs=localhost,127.0.0.1
 
 .PHONY: demo
 demo: bins build ## The main job: a local end-to-end run on real components.

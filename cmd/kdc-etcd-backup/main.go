@@ -1,6 +1,5 @@
-// Command kdc-etcd-backup is the one binary of kdc-etcd-backup. Its subcommands:
+// Command kdc-etcd-backup is the binary the Jobs run. Its subcommands:
 //
-//	manager   the admission webhook and the controller (runs in the manager Deployment)
 //	backup    stream an etcd snapshot to S3 (runs in the backup CronJob's Jobs)
 //	restore   restore a snapshot into the etcd data directory (runs in the restore Job)
 //	verify    download a snapshot and check it without touching any data (restore pre-flight)
@@ -9,7 +8,9 @@
 //	prefix-backup, prefix-restore, prefix-verify, prefix-inspect
 //	          the same for one tenant's etcd key prefix on a shared datastore
 //
-// main stays thin: it dispatches to the subcommand, which parses its own flags.
+// main stays thin: it dispatches to the subcommand, which parses its own flags. The manager is
+// the image's other binary, kdc-etcd-backup-manager: linked here, its packages' initialization
+// would add about 10 ms to every Job's start (docs/benchmarks.md, "Prefix mode").
 package main
 
 import (
@@ -29,7 +30,6 @@ type subcommand struct {
 }
 
 var subcommands = map[string]subcommand{
-	"manager":  {"run the admission webhook and the controller", runManager},
 	"backup":   {"stream an etcd snapshot to S3 (the backup CronJob's Jobs)", runBackup},
 	"restore":  {"restore a snapshot into the etcd data directory (the restore Job)", runRestore},
 	"verify":   {"download a snapshot and check it, touching no data (restore pre-flight)", runVerify},
@@ -61,6 +61,10 @@ func dispatch(args []string) int {
 		return 0
 	}
 	sc, ok := subcommands[args[0]]
+	if !ok && args[0] == "manager" {
+		fmt.Fprintf(os.Stderr, "kdc-etcd-backup: the manager is the image's other binary: run /kdc-etcd-backup-manager with the same flags\n")
+		return 64
+	}
 	if !ok {
 		fmt.Fprintf(os.Stderr, "kdc-etcd-backup: unknown subcommand %q; run kdc-etcd-backup --help for the list\n", args[0])
 		return 64

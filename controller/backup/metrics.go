@@ -29,9 +29,7 @@ var (
 )
 
 // registerBackupMetrics adds the backup metrics to controller-runtime's registry, once per
-// process. Setup calls it, so the metrics are served whenever the backup
-// controller runs, and the Job subcommands of the same binary (which never serve metrics) do not
-// pay for the registration in a package init (docs/benchmarks.md, data path).
+// process; Setup calls it, so the metrics are served whenever the backup controller runs.
 var registerBackupMetrics = sync.OnceFunc(func() {
 	metrics.Registry.MustRegister(backupLastSuccessTime, backupLastSize, backupLastDuration, backupClustersByReason)
 })

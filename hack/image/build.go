@@ -23,29 +23,33 @@ import (
 	"golang.org/x/crypto/x509roots/fallback/bundle"
 )
 
-// The image's layout; the Dockerfile and the manifests' command use the same paths.
+// The image's layout; the Dockerfile and the manifests' command use the same paths: the Jobs'
+// binary (the entrypoint) and the manager's.
 const (
-	binaryPath = "/kdc-etcd-backup"
-	caPath     = "/etc/ssl/certs/ca-certificates.crt"
+	binaryPath        = "/kdc-etcd-backup"
+	managerBinaryPath = "/kdc-etcd-backup-manager"
+	caPath            = "/etc/ssl/certs/ca-certificates.crt"
 	// nonRoot is distroless's nonroot user and group, the manifests' runAsUser.
 	nonRoot = "65532:65532"
 )
 
 // buildOptions are the inputs of an image; equal options give an equal digest.
 type buildOptions struct {
-	Binary   string
-	Arch     string
-	Version  string
-	Revision string
-	Source   string
-	Created  time.Time
+	Binary        string
+	ManagerBinary string
+	Arch          string
+	Version       string
+	Revision      string
+	Source        string
+	Created       time.Time
 }
 
 func runBuild(args []string) error {
 	fs := flag.NewFlagSet("build", flag.ContinueOnError)
 	var o buildOptions
 	var out, tag, caOut, created string
-	fs.StringVar(&o.Binary, "binary", "bin/image/kdc-etcd-backup", "the static kdc-etcd-backup binary (CGO_ENABLED=0)")
+	fs.StringVar(&o.Binary, "binary", "bin/image/kdc-etcd-backup", "the static kdc-etcd-backup binary, the Jobs' (CGO_ENABLED=0)")
+	fs.StringVar(&o.ManagerBinary, "manager-binary", "bin/image/kdc-etcd-backup-manager", "the static kdc-etcd-backup-manager binary (CGO_ENABLED=0)")
 	fs.StringVar(&o.Arch, "arch", runtime.GOARCH, "GOARCH the binary was built for")
 	fs.StringVar(&o.Version, "version", "v0.1.0", "org.opencontainers.image.version")
 	fs.StringVar(&o.Revision, "revision", "", "org.opencontainers.image.revision: the commit")
@@ -95,16 +99,21 @@ func runBuild(args []string) error {
 	return nil
 }
 
-// buildImage assembles the image: one layer with the binary and the CA bundle, owned by root and
-// read-only to the non-root user that runs it.
+// buildImage assembles the image: one layer with the two binaries and the CA bundle, owned by
+// root and read-only to the non-root user that runs them.
 func buildImage(o buildOptions, ca []byte) (v1.Image, error) {
 	bin, err := os.ReadFile(o.Binary)
 	if err != nil {
 		return nil, fmt.Errorf("failed to read the binary (run `make image`): %w", err)
 	}
+	mgr, err := os.ReadFile(o.ManagerBinary)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read the manager's binary (run `make image`): %w", err)
+	}
 	layerTar, err := layerTar(o.Created, map[string]layerFile{
-		binaryPath: {data: bin, mode: 0o755},
-		caPath:     {data: ca, mode: 0o644},
+		binaryPath:        {data: bin, mode: 0o755},
+		managerBinaryPath: {data: mgr, mode: 0o755},
+		caPath:            {data: ca, mode: 0o644},
 	})
 	if err != nil {
 		return nil, err
@@ -119,7 +128,7 @@ func buildImage(o buildOptions, ca []byte) (v1.Image, error) {
 	// the digest printed here is the one `crane push` of the archive gives.
 	img, err := mutate.Append(empty.Image, mutate.Addendum{
 		Layer:   layer,
-		History: v1.History{Created: v1.Time{Time: o.Created}, CreatedBy: "make image", Comment: "kdc-etcd-backup and a CA bundle"},
+		History: v1.History{Created: v1.Time{Time: o.Created}, CreatedBy: "make image", Comment: "kdc-etcd-backup, kdc-etcd-backup-manager and a CA bundle"},
 	})
 	if err != nil {
 		return nil, err

@@ -60,13 +60,13 @@ var _ = Describe("Backup metrics after a manager restart", func() {
 	})
 })
 
-// startManagerProcess builds and starts `kdc-etcd-backup manager` (controllers only, no leader
+// startManagerProcess builds and starts `kdc-etcd-backup-manager` (controllers only, no leader
 // election) against the suite's API server as the admin user, and returns its metrics URL on
 // loopback. The process is stopped by its PID when the spec ends.
 func startManagerProcess() string {
 	dir := GinkgoT().TempDir()
-	bin := filepath.Join(dir, "kdc-etcd-backup")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/kdc-etcd-backup")
+	bin := filepath.Join(dir, "kdc-etcd-backup-manager")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/kdc-etcd-backup-manager")
 	build.Dir = framework.RootDir()
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := build.CombinedOutput()
@@ -77,7 +77,7 @@ func startManagerProcess() string {
 	logPath := filepath.Join(dir, "manager.log")
 	logFile, err := os.Create(logPath)
 	Expect(err).NotTo(HaveOccurred())
-	cmd := exec.Command(bin, "manager", "--enable-webhooks=false", "--leader-elect=false",
+	cmd := exec.Command(bin, "--enable-webhooks=false", "--leader-elect=false",
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", port), "--health-probe-bind-address=0",
 		"--image", testImage, "--s3-endpoint", testS3Endpoint)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig)

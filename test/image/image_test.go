@@ -2,6 +2,7 @@ package image
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/json"
@@ -29,8 +30,9 @@ import (
 )
 
 const (
-	binaryPath = "/kdc-etcd-backup"
-	caPath     = "/etc/ssl/certs/ca-certificates.crt"
+	binaryPath        = "/kdc-etcd-backup"
+	managerBinaryPath = "/kdc-etcd-backup-manager"
+	caPath            = "/etc/ssl/certs/ca-certificates.crt"
 )
 
 var (
@@ -110,11 +112,12 @@ func TestImageFiles(t *testing.T) {
 		contents[p] = files[e.Name]
 	}
 	want := map[string]file{
-		"/etc":           {Mode: 0o755},
-		"/etc/ssl":       {Mode: 0o755},
-		"/etc/ssl/certs": {Mode: 0o755},
-		caPath:           {Mode: 0o644},
-		binaryPath:       {Mode: 0o755},
+		"/etc":            {Mode: 0o755},
+		"/etc/ssl":        {Mode: 0o755},
+		"/etc/ssl/certs":  {Mode: 0o755},
+		caPath:            {Mode: 0o644},
+		binaryPath:        {Mode: 0o755},
+		managerBinaryPath: {Mode: 0o755},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("image files (-want +got):\n%s", diff)
@@ -125,28 +128,26 @@ func TestImageFiles(t *testing.T) {
 		t.Errorf("%s is not a CA bundle of the public roots", caPath)
 	}
 
-	// The binary is static: it runs here as the image would run it, and reports the build's version.
-	bin := filepath.Join(t.TempDir(), "kdc-etcd-backup")
-	if err := os.WriteFile(bin, contents[binaryPath], 0o755); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(bin, "--version").CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s --version: %v\n%s", binaryPath, err, out)
-	}
-	if !strings.HasPrefix(string(out), "kdc-etcd-backup v") || strings.Contains(string(out), "commit unknown") {
-		t.Errorf("%s --version = %q, want the version and commit of the build", binaryPath, out)
-	}
-	if f, err := os.Open(bin); err == nil {
-		defer f.Close()
-		elf := make([]byte, 4)
-		_, _ = io.ReadFull(f, elf)
-		if string(elf) != "\x7fELF" {
-			t.Errorf("%s is not an ELF binary", binaryPath)
+	// The binaries are static: they run here as the image would run them, and report the build's
+	// version.
+	for _, p := range []string{binaryPath, managerBinaryPath} {
+		bin := filepath.Join(t.TempDir(), filepath.Base(p))
+		if err := os.WriteFile(bin, contents[p], 0o755); err != nil {
+			t.Fatal(err)
 		}
-	}
-	if out, err := exec.Command("ldd", bin).CombinedOutput(); err == nil && !strings.Contains(string(out), "not a dynamic executable") && !strings.Contains(string(out), "statically linked") {
-		t.Errorf("%s is dynamically linked:\n%s", binaryPath, out)
+		out, err := exec.Command(bin, "--version").CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s --version: %v\n%s", p, err, out)
+		}
+		if !strings.HasPrefix(string(out), "kdc-etcd-backup v") || strings.Contains(string(out), "commit unknown") {
+			t.Errorf("%s --version = %q, want the version and commit of the build", p, out)
+		}
+		if !bytes.HasPrefix(contents[p], []byte("\x7fELF")) {
+			t.Errorf("%s is not an ELF binary", p)
+		}
+		if out, err := exec.Command("ldd", bin).CombinedOutput(); err == nil && !strings.Contains(string(out), "not a dynamic executable") && !strings.Contains(string(out), "statically linked") {
+			t.Errorf("%s is dynamically linked:\n%s", p, out)
+		}
 	}
 }
 
@@ -252,7 +253,7 @@ func TestDockerfileDescribesTheSameImage(t *testing.T) {
 	want := image{
 		From: "scratch", User: cf.Config.User, WorkingDir: cf.Config.WorkingDir,
 		Entrypoint: cf.Config.Entrypoint, Env: cf.Config.Env,
-		Files:  []string{caPath, binaryPath}, // sorted
+		Files:  []string{caPath, binaryPath, managerBinaryPath}, // sorted
 		Labels: labels,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

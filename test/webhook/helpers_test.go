@@ -41,7 +41,7 @@ func webhookInstallOptions() *envtest.WebhookInstallOptions {
 	return &envtest.WebhookInstallOptions{Paths: []string{webhookManifests()}}
 }
 
-// webhookManager is a manager serving the webhooks, as cmd/kdc-etcd-backup runs them.
+// webhookManager is a manager serving the webhooks, as cmd/kdc-etcd-backup-manager runs them.
 type webhookManager struct {
 	mgr  ctrl.Manager
 	done chan error

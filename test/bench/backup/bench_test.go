@@ -56,8 +56,8 @@ func BenchmarkBackupClusters(b *testing.B) {
 
 func buildManager(b *testing.B) string {
 	b.Helper()
-	bin := filepath.Join(b.TempDir(), "kdc-etcd-backup")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/kdc-etcd-backup")
+	bin := filepath.Join(b.TempDir(), "kdc-etcd-backup-manager")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/kdc-etcd-backup-manager")
 	cmd.Dir = framework.RootDir()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("failed to build the manager: %v\n%s", err, out)
@@ -128,7 +128,7 @@ func startManager(b *testing.B, bin string, env *framework.Env, extra ...string)
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { logf.Close() })
-	m.cmd = exec.Command(bin, append([]string{"manager",
+	m.cmd = exec.Command(bin, append([]string{
 		"--leader-elect=false", "--enable-webhooks=false",
 		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(m.port), "--health-probe-bind-address=0",
 		"--image=kdc-etcd-backup:bench", "--s3-endpoint=http://s3.example.com:9000"}, extra...)...)

@@ -97,7 +97,7 @@ func defaultControllerUsername() string {
 }
 
 func runManager(ctx context.Context, args []string) int {
-	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	fs := flag.NewFlagSet("kdc-etcd-backup-manager", flag.ContinueOnError)
 	var o managerOptions
 	o.bind(fs)
 	zapOpts := zap.Options{}

@@ -12,9 +12,7 @@ import (
 	"kube-dc.com/etcd-backup/webhook"
 )
 
-// newScheme is the manager's scheme. It is built when the manager starts, not in a package init:
-// every subcommand runs the package inits, and the Job subcommands (backup, restore, verify,
-// rollback) have no use for the Kubernetes types (docs/benchmarks.md, data path).
+// newScheme is the manager's scheme.
 func newScheme() (*runtime.Scheme, error) {
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, kdcv1alpha1.AddToScheme, obcv1alpha1.AddToScheme} {
