@@ -8,6 +8,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
@@ -31,6 +32,21 @@ const (
 
 // backupAdmissionRequest is the one request of the admission: every decision looks at all Jobs.
 var backupAdmissionRequest = reconcile.Request{NamespacedName: types.NamespacedName{Name: backupAdmissionName}}
+
+// backupJobActiveIndex indexes the backup Jobs that are neither finished nor being deleted: each
+// decision reads only those, not the finished ones the CronJobs keep (three per cluster).
+const backupJobActiveIndex = "kdc.backupJobActive"
+
+func backupJobActive(o client.Object) []string {
+	j, ok := o.(*batchv1.Job)
+	if !ok || j.Labels[kdcv1alpha1.LabelComponent] != kdcv1alpha1.ComponentBackup || !j.DeletionTimestamp.IsZero() {
+		return nil
+	}
+	if done, _, _ := backupJobFinished(j); done {
+		return nil
+	}
+	return []string{"true"}
+}
 
 // Admission starts suspended backup Jobs in the order they were created, so that at most
 // Max run at once in the management cluster (docs/backup.md, "Fleet scale"). The backup CronJobs
@@ -56,7 +72,8 @@ type Admission struct {
 // waiting ones while fewer than Max run; each Job left waiting gets one Event with its place.
 func (a *Admission) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.Result, error) {
 	jobs := &batchv1.JobList{}
-	if err := a.List(ctx, jobs, client.MatchingLabels{kdcv1alpha1.LabelComponent: kdcv1alpha1.ComponentBackup}); err != nil {
+	// The Jobs are only read: Patch below gets an object of its own.
+	if err := a.List(ctx, jobs, client.MatchingFields{backupJobActiveIndex: "true"}, client.UnsafeDisableDeepCopy); err != nil {
 		return ctrl.Result{}, fmt.Errorf("failed to list backup Jobs: %w", err)
 	}
 	a.mu.Lock()
@@ -76,7 +93,7 @@ func (a *Admission) Reconcile(ctx context.Context, _ reconcile.Request) (ctrl.Re
 			continue
 		}
 		patch := client.RawPatch(types.MergePatchType, []byte(`{"spec":{"suspend":false}}`))
-		if err := a.Patch(ctx, j, patch); client.IgnoreNotFound(err) != nil {
+		if err := a.Patch(ctx, &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: j.Namespace, Name: j.Name}}, patch); client.IgnoreNotFound(err) != nil {
 			return ctrl.Result{}, fmt.Errorf("failed to start backup Job %s: %w", klog.KObj(j), err)
 		}
 		a.started[j.UID] = true
@@ -132,6 +149,9 @@ func (a *Admission) split(jobs []batchv1.Job) (int, []*batchv1.Job) {
 // setupAdmission registers the admission with the manager: every backup Job created,
 // started, finished or deleted wakes its one request.
 func setupAdmission(mgr ctrl.Manager, o Options) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &batchv1.Job{}, backupJobActiveIndex, backupJobActive); err != nil {
+		return fmt.Errorf("failed to index the active backup Jobs: %w", err)
+	}
 	a := &Admission{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder(backupAdmissionName), Max: o.MaxConcurrentBackups}
 	one := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{backupAdmissionRequest}

@@ -63,7 +63,8 @@ func TestBackupAdmission(t *testing.T) {
 			for _, j := range tc.jobs {
 				objs = append(objs, j)
 			}
-			cl := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(objs...).Build()
+			cl := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(objs...).
+				WithIndex(&batchv1.Job{}, backupJobActiveIndex, backupJobActive).Build()
 			rec := events.NewFakeRecorder(100)
 			a := &Admission{Client: cl, Recorder: rec, Max: tc.max}
 			for range 2 { // a second pass changes nothing and tells nobody twice
@@ -91,6 +92,40 @@ func TestBackupAdmission(t *testing.T) {
 			}
 			if diff := cmp.Diff(tc.wantEvents, len(rec.Events)); diff != "" {
 				t.Errorf("BackupWaiting Events mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestBackupJobActive(t *testing.T) {
+	backup := func(mut func(*batchv1.Job)) *batchv1.Job {
+		j := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "j",
+			Labels: map[string]string{kdcv1alpha1.LabelComponent: kdcv1alpha1.ComponentBackup}}}
+		mut(j)
+		return j
+	}
+	finished := func(c batchv1.JobConditionType) func(*batchv1.Job) {
+		return func(j *batchv1.Job) {
+			j.Status.Conditions = []batchv1.JobCondition{{Type: c, Status: corev1.ConditionTrue}}
+		}
+	}
+	tests := []struct {
+		name string
+		job  client.Object
+		want []string
+	}{
+		{"running", backup(func(*batchv1.Job) {}), []string{"true"}},
+		{"waiting (suspended)", backup(func(j *batchv1.Job) { j.Spec.Suspend = ptr.To(true) }), []string{"true"}},
+		{"complete", backup(finished(batchv1.JobComplete)), nil},
+		{"failed", backup(finished(batchv1.JobFailed)), nil},
+		{"being deleted", backup(func(j *batchv1.Job) { j.DeletionTimestamp = ptr.To(metav1.Now()) }), nil},
+		{"a restore Job", backup(func(j *batchv1.Job) { j.Labels[kdcv1alpha1.LabelComponent] = kdcv1alpha1.ComponentRestore }), nil},
+		{"not a Job", &corev1.Pod{}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, backupJobActive(tc.job)); diff != "" {
+				t.Errorf("index values (-want +got):\n%s", diff)
 			}
 		})
 	}
