@@ -65,10 +65,10 @@ func (e *Engine) etcdStopped(ctx context.Context, c *kdcv1alpha1.KdcCluster, n i
 	return true, nil
 }
 
-// memberStopGrace is how long a member of a multi-member etcd may take to stop: members stopped
-// together each try to hand their leadership to another stopping one and give up only after
-// etcd's request timeout (7 s); the control plane is drained, so nothing writes, and etcd's data
-// survives a kill.
+// memberStopGrace is how long a member of a multi-member etcd may take to stop (a kubelet gives
+// at least 2 s): members stopped together each try to hand their leadership to another stopping
+// one and give up only after etcd's request timeout (7 s); the control plane is drained, so
+// nothing writes, and etcd's data survives a kill.
 const memberStopGrace int64 = 1
 
 // hurryMembers deletes the terminating pods DS-etcd-0 to -<n-1> again with memberStopGrace.

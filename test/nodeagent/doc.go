@@ -79,8 +79,10 @@
 //   - Lifecycle: init containers run first, in order. restartPolicy Always/OnFailure restart
 //     with exponential backoff (Options.RestartBackoff..MaxRestartBackoff), Never does not. On
 //     deletion the agent sends SIGTERM to the PIDs it started, SIGKILL to their process groups
-//     after the grace period, reports the terminal phase and deletes the pod with grace 0. A pod
-//     that vanishes has its processes stopped; Stop stops every process the agent started.
+//     after the grace period (at least 2 s, the kubelet's floor; a second deletion with a
+//     shorter one restarts the wait with it), reports the terminal phase and deletes the pod
+//     with grace 0. A pod that vanishes has its processes stopped; Stop stops every process the
+//     agent started.
 //   - Logs: stdout and stderr of each container go to StateDir/pods/<ns>_<pod>_<uid>/logs/<container>.log
 //     (restarts appended; Agent.LogPath; the path is logged when the container first starts).
 //     StateDir is kept after Stop.

@@ -394,15 +394,24 @@ func (w *podWorker) stopAllOrKill(grace time.Duration, kill <-chan struct{}) {
 	}
 }
 
+// minimumGrace is the kubelet's floor on a container's grace period: killContainer raises a
+// shorter one to minimumGracePeriodInSeconds (kubernetes pkg/kubelet/kuberuntime).
+const minimumGrace = 2 * time.Second
+
+// killGrace is the grace period the kubelet gives a container of a pod deleted with seconds.
+func killGrace(seconds int64) time.Duration {
+	return max(time.Duration(seconds)*time.Second, minimumGrace)
+}
+
 // terminate handles a pod being deleted: stop its processes within the grace period, report
 // the terminal phase, release its address and delete it for good (grace 0), as the kubelet does.
 func (w *podWorker) terminate(ctx context.Context, pod *corev1.Pod) {
 	grace := 30 * time.Second
 	if pod.DeletionGracePeriodSeconds != nil {
-		grace = time.Duration(*pod.DeletionGracePeriodSeconds) * time.Second
+		grace = killGrace(*pod.DeletionGracePeriodSeconds)
 	}
 	w.log.Info("Pod is being deleted, stopping its containers", "grace", grace)
-	// A second deletion may shorten the grace period; the kubelet then kills sooner.
+	// A second deletion may shorten the grace period; the kubelet then restarts the kill with it.
 	kill, stopped := make(chan struct{}), make(chan struct{})
 	go func() {
 		for {
@@ -412,7 +421,7 @@ func (w *podWorker) terminate(ctx context.Context, pod *corev1.Pod) {
 			case <-w.notify:
 			}
 			if p := w.current(); p != nil && p.DeletionGracePeriodSeconds != nil {
-				if shorter := time.Duration(*p.DeletionGracePeriodSeconds) * time.Second; shorter < grace {
+				if shorter := killGrace(*p.DeletionGracePeriodSeconds); shorter < grace {
 					w.log.Info("Grace period shortened", "grace", shorter)
 					select {
 					case <-stopped:
