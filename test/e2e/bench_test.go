@@ -21,23 +21,9 @@ import (
 //
 // Each iteration restores the same snapshot again; the figures reported are the means.
 func BenchmarkRestoreRTO(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Fatalf("the benchmark needs root: the node agent runs each pod in its own mount namespace (uid %d)", os.Geteuid())
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	e, err := env.Start(ctx, env.Options{})
-	if err != nil {
-		b.Fatalf("failed to start the environment: %v", err)
-	}
-	b.Cleanup(func() {
-		if err := e.Stop(); err != nil {
-			b.Errorf("failed to tear down: %v", err)
-		}
-		if !b.Failed() {
-			_ = os.RemoveAll(e.Dir)
-		}
-	})
+	e := startBenchEnv(ctx, b)
 	if err := e.NewProject(ctx, "bench"); err != nil {
 		b.Fatal(err)
 	}
@@ -102,26 +88,9 @@ func BenchmarkRestoreRTO(b *testing.B) {
 //
 // The figures reported are the means; members-ratio is the 3-member RTO over the 1-member one.
 func BenchmarkTopologyRTO(b *testing.B) {
-	if os.Geteuid() != 0 {
-		b.Fatalf("the benchmark needs root: the node agent runs each pod in its own mount namespace (uid %d)", os.Geteuid())
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
 	defer cancel()
-	e, err := env.Start(ctx, env.Options{})
-	if err != nil {
-		b.Fatalf("failed to start the environment: %v", err)
-	}
-	b.Cleanup(func() {
-		if err := e.Stop(); err != nil {
-			b.Errorf("failed to tear down: %v", err)
-		}
-		// KDC_KEEP_LOGS keeps the pods' logs (etcd's own account of a slow phase).
-		if !b.Failed() && os.Getenv("KDC_KEEP_LOGS") == "" {
-			_ = os.RemoveAll(e.Dir)
-		} else {
-			b.Logf("logs kept in %s", e.Dir)
-		}
-	})
+	e := startBenchEnv(ctx, b)
 	const ns = "bench"
 	if err := e.NewProject(ctx, ns); err != nil {
 		b.Fatal(err)
@@ -139,6 +108,7 @@ func BenchmarkTopologyRTO(b *testing.B) {
 	}
 	for i := range cases {
 		c := &cases[i]
+		var err error
 		if c.t, err = e.CreateTenant(ctx, c.o); err != nil {
 			b.Fatal(err)
 		}
@@ -188,4 +158,28 @@ func BenchmarkTopologyRTO(b *testing.B) {
 		b.ReportMetric(c.rto.Seconds()/n, "rto-"+c.name+"-s")
 	}
 	b.ReportMetric(cases[1].rto.Seconds()/cases[0].rto.Seconds(), "members-ratio")
+}
+
+// startBenchEnv starts the environment of a benchmark and tears it down after it; its logs are
+// kept after a failure, or with KDC_KEEP_LOGS set (the pods' own account of a slow phase).
+func startBenchEnv(ctx context.Context, b *testing.B) *env.Env {
+	b.Helper()
+	if os.Geteuid() != 0 {
+		b.Fatalf("the benchmark needs root: the node agent runs each pod in its own mount namespace (uid %d)", os.Geteuid())
+	}
+	e, err := env.Start(ctx, env.Options{})
+	if err != nil {
+		b.Fatalf("failed to start the environment: %v", err)
+	}
+	b.Cleanup(func() {
+		if err := e.Stop(); err != nil {
+			b.Errorf("failed to tear down: %v", err)
+		}
+		if !b.Failed() && os.Getenv("KDC_KEEP_LOGS") == "" {
+			_ = os.RemoveAll(e.Dir)
+		} else {
+			b.Logf("logs kept in %s", e.Dir)
+		}
+	})
+	return e
 }
