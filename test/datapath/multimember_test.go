@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -778,4 +779,78 @@ func BenchmarkMultiMemberRestore(b *testing.B) {
 			b.ReportMetric(median(ratiosStaged), "x-1-member-staged-median")
 		})
 	}
+}
+
+// BenchmarkMemberStop times how a 3-member etcd (TLS, every member on loopback) stops on SIGTERM,
+// as StoppingEtcd can stop it (docs/restore.md, "Multi-member datastores"): one member at a time,
+// the highest first, each once the previous has exited, and all together. It reports the time of
+// each member's exit and marks the leader; a fresh cluster per order and iteration.
+//
+//	go test ./test/datapath/ -run '^$' -bench BenchmarkMemberStop -benchtime 3x -v
+func BenchmarkMemberStop(b *testing.B) {
+	for _, v := range []string{framework.EtcdVersion35, framework.EtcdVersion36, framework.EtcdVersion} {
+		b.Run(v, func(b *testing.B) {
+			var oneByOne, together time.Duration
+			for i := 0; i < b.N; i++ {
+				d, line := stopMembers(b, v, false)
+				b.Logf("%s one at a time: %s", v, line)
+				oneByOne += d
+				d, line = stopMembers(b, v, true)
+				b.Logf("%s together: %s", v, line)
+				together += d
+			}
+			b.ReportMetric(oneByOne.Seconds()/float64(b.N), "one-at-a-time-s")
+			b.ReportMetric(together.Seconds()/float64(b.N), "together-s")
+		})
+	}
+}
+
+// stopMembers starts a 3-member cluster, sends SIGTERM to its members one at a time or together,
+// and returns the time until the last one exited and each one's exit time.
+func stopMembers(b *testing.B, version string, together bool) (time.Duration, string) {
+	c := newMMCluster(b, version, 3)
+	c.start(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := c.members[0].cli.Status(ctx, c.members[0].clientURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	leader := make([]bool, len(c.members))
+	for i, m := range c.members {
+		mst, err := m.cli.Status(ctx, m.clientURL)
+		if err != nil {
+			b.Fatal(err)
+		}
+		leader[i] = mst.Header.MemberId == st.Leader
+		m.cli.Close()
+		m.cli = nil
+	}
+	exited := make([]time.Duration, len(c.members))
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := len(c.members) - 1; i >= 0; i-- {
+		m := c.members[i]
+		_ = m.cmd.Process.Signal(syscall.SIGTERM)
+		wg.Go(func() {
+			<-m.done
+			exited[i] = time.Since(start)
+		})
+		if !together {
+			<-m.done
+		}
+	}
+	wg.Wait()
+	for _, m := range c.members {
+		m.cmd = nil
+	}
+	var parts []string
+	for i, d := range exited {
+		p := fmt.Sprintf("%s exited at %s", c.members[i].name, d.Round(10*time.Millisecond))
+		if leader[i] {
+			p += " (leader)"
+		}
+		parts = append(parts, p)
+	}
+	return slices.Max(exited), strings.Join(parts, ", ")
 }
